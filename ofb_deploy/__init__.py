@@ -1,0 +1,49 @@
+"""ofb-deploy: OFB (CVPR 2024) ViT compression, slicing, ONNX export, engines and validation.
+
+The flat public API below is what scripts use; stages live in subpackages. Heavy optional backends
+(TensorRT, TensorRT-RTX, onnxruntime-gpu) are imported lazily, so ``import ofb_deploy`` never fails on them.
+"""
+
+from ofb_deploy.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    ConfigError,
+    DataError,
+    ModelError,
+    OfbError,
+    ParityError,
+)
+from ofb_deploy.models import (
+    ArchSpec,
+    OfbViT,
+    count_macs,
+    count_params,
+    create_model,
+    get_arch_spec,
+    list_models,
+    load_model_dir,
+    save_model_dir,
+)
+from ofb_deploy.pipeline import RunDir
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchSpec",
+    "ArtifactError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "OfbError",
+    "OfbViT",
+    "ParityError",
+    "RunDir",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "get_arch_spec",
+    "list_models",
+    "load_model_dir",
+    "save_model_dir",
+]
