@@ -25,6 +25,7 @@ from ofb_deploy.models import (
     save_model_dir,
 )
 from ofb_deploy.pipeline import RunDir
+from ofb_deploy.slicing import load_subnet, slice_subnet
 
 __version__ = "0.1.0"
 
@@ -46,4 +47,6 @@ __all__ = [
     "list_models",
     "load_model_dir",
     "save_model_dir",
+    "load_subnet",
+    "slice_subnet",
 ]

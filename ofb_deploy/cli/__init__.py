@@ -15,6 +15,15 @@ from ofb_deploy.errors import OfbError
 
 # NOTE: importing a command module registers its command on `app`; keep one import per stage.
 from ofb_deploy.cli import info as _info  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import train as _train  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import slice as _slice  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import finetune as _finetune  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import export as _export  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import build as _build  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import bench as _bench  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import validate as _validate  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import report as _report  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import run as _run  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> int:

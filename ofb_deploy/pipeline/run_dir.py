@@ -6,6 +6,7 @@ own. Layout::
     RUN/
       run.json                      pipeline config (data, model, targets) written by `ofb-deploy run`
       state.json                    per-stage done markers: {stage: {inputs_hash, finished_at, ...}}
+      pipeline.json                 `ofb-deploy run` progress: {stage: hash it was started with}
       dense/    model.json, model.safetensors, train_state.pt          (stage "train")
       search/   arch.json, searched.safetensors, search_state.pt        (stage "search")
       slice/    subnet.json, subnet.safetensors, slice_record.json      (stage "slice")
@@ -62,6 +63,21 @@ class RunDir:
     @property
     def state_path(self) -> Path:
         return self.root / "state.json"
+
+    @property
+    def pipeline_path(self) -> Path:
+        """``ofb-deploy run``'s progress: the hash each stage was last started with (to resume or restart it)."""
+        return self.root / "pipeline.json"
+
+    @property
+    def validate_path(self) -> Path:
+        """Validation results (``validate/validate.json``)."""
+        return self.stage_dir("validate") / "validate.json"
+
+    @property
+    def report_json_path(self) -> Path:
+        """The report document (``report/report.json``; schema in docs/report_schema.md)."""
+        return self.stage_dir("report") / "report.json"
 
     @property
     def dense_dir(self) -> Path:
@@ -128,6 +144,16 @@ class RunDir:
     def engine_path(self, role: str, backend: str, precision: str) -> Path:
         """Serialized engine file; its JSON sidecar is the same path with ``.json`` added."""
         return self.engines_dir / f"{role}.{backend}.{precision}.engine"
+
+    @property
+    def calib_dir(self) -> Path:
+        """INT8 calibration cache (QDQ ONNX results, TensorRT calibration caches), keyed by content hashes."""
+        return self.export_dir / "calib"
+
+    @property
+    def timing_cache_path(self) -> Path:
+        """Default TensorRT timing cache of the run (shared by its engine builds on one GPU)."""
+        return self.engines_dir / "timing.cache"
 
     def require(self, path: Path, hint: str) -> Path:
         """Return ``path`` or raise a one-line error saying which stage makes it."""

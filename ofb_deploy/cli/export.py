@@ -1,0 +1,49 @@
+"""``ofb-deploy export``: ONNX (fp32, optional float16 and QDQ INT8) of a run's models or of one model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ofb_deploy.cli._app import app, console
+
+
+@app.command("export")
+def export_cli(
+    target: Annotated[Path, typer.Argument(help="run directory, or a model folder (model.json / subnet.json)")],
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17: LayerNorm as one op)")] = 17,
+    fp16: Annotated[bool, typer.Option("--fp16", help="also write the float16 ONNX")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="also write the QDQ INT8 ONNX (calibrated)")] = False,
+    out: Annotated[Path | None, typer.Option(help="output folder for a model folder (default: next to it)")] = None,
+    parity_images: Annotated[int, typer.Option(help="validation images compared against PyTorch")] = 256,
+) -> None:
+    """Export to ONNX with a dynamic batch, check it and compare it with PyTorch on real images."""
+    from ofb_deploy.errors import ConfigError
+    from ofb_deploy.export.run import export_model_dir, export_run
+    from ofb_deploy.pipeline import RunDir
+
+    is_model = (target / "model.json").is_file() or (target / "subnet.json").is_file()
+    if is_model:
+        doc = export_model_dir(target, out, opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
+    elif out is not None:
+        raise ConfigError("--out applies to a model folder; a run directory exports into RUN/export")
+    else:
+        doc = export_run(RunDir(target), opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
+    table = Table("model", "precision", "file", "max abs", "p99 abs", "cosine", "top-1 agree")
+    for role, entry in doc.items():
+        if not isinstance(entry, dict) or "fp32" not in entry:
+            continue
+        for precision in ("fp32", "fp16", "int8"):
+            if precision in entry and "parity" in entry[precision]:
+                p = entry[precision]["parity"]
+                row = (
+                    f"{p['max_abs']:.2e}",
+                    f"{p['p99_abs']:.2e}",
+                    f"{p['cosine']:.6f}",
+                    f"{100 * p['top1_agreement']:.2f}%",
+                )
+                table.add_row(role, precision, entry[precision]["path"], *row)
+    console.print(table)

@@ -1,0 +1,83 @@
+"""``ofb-deploy run``: the whole pipeline (train -> search -> slice -> finetune -> export -> build -> validate ->
+report) in one run directory, from an embedded preset, a YAML file and command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ofb_deploy.cli._app import app, console
+
+
+def overrides(**flags: Any) -> dict[str, Any]:
+    """CLI flags to a nested config mapping (``None`` flags are left out)."""
+    from ofb_deploy.pipeline.config import deep_merge, parse_set
+    from ofb_deploy.validate.bench import parse_batches
+
+    paths = {
+        "out": ("out",), "model": ("model",), "checkpoint": ("checkpoint",), "data": ("data", "name"),
+        "target_flops": ("search", "target_flops"), "epochs": ("train", "epochs"),
+        "search_epochs": ("search", "epochs"), "finetune_epochs": ("finetune", "epochs"),
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    for flag, path in paths.items():
+        value = flags.get(flag)
+        if value is not None:
+            node = out
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = str(value) if isinstance(value, Path) else value
+    if flags.get("no_finetune"):
+        out.setdefault("finetune", {})["enabled"] = False
+    if flags.get("backends"):
+        out.setdefault("build", {})["backends"] = [b.strip() for b in flags["backends"].split(",")]
+    if flags.get("batch"):
+        out.setdefault("validate", {})["batches"] = list(parse_batches(flags["batch"]))
+    return deep_merge(out, parse_set(flags.get("set_items") or []))
+
+
+def stages_table(result: dict) -> Table:
+    table = Table(title=f"ofb-deploy run -> {result['run_dir']} ({result['seconds']:.0f} s)")
+    for name in ("stage", "status", "seconds"):
+        table.add_column(name)
+    for stage, info in result["stages"].items():
+        table.add_row(stage, info["status"], str(info.get("seconds", "")))
+    return table
+
+
+@app.command("run")
+def run_cli(
+    config: Annotated[Path | None, typer.Option(help="YAML config merged over the preset.")] = None,
+    preset: Annotated[str, typer.Option(help="Embedded preset: default or quick.")] = "default",
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: the config's 'out').")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage on.")] = None,
+    until_stage: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
+    model: Annotated[str | None, typer.Option(help="Dense model name.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Dense weights; skips dense training.")] = None,
+    data: Annotated[str | None, typer.Option(help="'fmnist' or an ImageFolder path.")] = None,
+    target_flops: Annotated[str | None, typer.Option(help="Search target: fraction (0.5) or MACs (800M).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Dense training epochs.")] = None,
+    search_epochs: Annotated[int | None, typer.Option(help="Search epochs.")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs.")] = None,
+    no_finetune: Annotated[bool, typer.Option("--no-finetune", help="Skip fine-tuning.")] = False,
+    backends: Annotated[str | None, typer.Option(help="Comma-separated backends to build (default: auto).")] = None,
+    batch: Annotated[str | None, typer.Option(help="Comma-separated batch sizes to validate.")] = None,
+    set_items: Annotated[list[str] | None, typer.Option("--set", help="Any config key: section.key=value.")] = None,
+) -> None:
+    """Run the whole pipeline; finished stages with unchanged inputs are skipped, a killed one resumes."""
+    from ofb_deploy.pipeline.config import load_config
+    from ofb_deploy.pipeline.run import run_pipeline
+
+    flags = {k: v for k, v in locals().items() if k not in ("config", "preset", "from_stage", "until_stage")}
+    cfg = load_config(preset, config, overrides(**flags))
+    result = run_pipeline(cfg, from_stage=from_stage, until_stage=until_stage)
+    console.print(stages_table(result))
+    report = result["stages"].get("report", {}).get("result")
+    if report:
+        for name, check in report["targets"].items():
+            mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+            console.print(f"{mark} {name}: {check['value']} (limit {check['limit']})")
+        console.print(f"report -> {report['report']}")

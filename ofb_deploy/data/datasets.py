@@ -1,0 +1,240 @@
+"""Data sets and deterministic splits: Fashion-MNIST or an ImageFolder tree, fitted to a model's input.
+
+``build_splits(data, spec)`` gives the train, validation and calibration sets every stage uses. Fashion-MNIST's
+validation set is its 10k test set; an ImageFolder tree needs ``train/`` and ``val/`` (the ImageNet layout) and
+uses timm's ``create_transform`` for the model's size and mean/std. The calibration set is a seeded subset of
+the training images without augmentation (calibrating on augmented images would skew activation ranges).
+Caps (``train_size``, ``val_size``) are seeded subsets too, so every quick run sees the same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ofb_deploy.data import fmnist
+from ofb_deploy.data.transforms import FIT_MODES, adapt_batch
+from ofb_deploy.errors import ConfigError, DataError
+from ofb_deploy.models.arch_spec import ArchSpec
+
+FMNIST_NAMES = ("fmnist", "fashion-mnist", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how much of it.
+
+    Args:
+        name: ``fmnist`` or the path of an ImageFolder tree with ``train/`` and ``val/``.
+        root: folder of the Fashion-MNIST ``.gz`` files (default: the Debian location).
+        seed: seed of every subset drawn (caps and calibration).
+        calib_size: calibration images (a subset of the training set).
+        train_size: cap on training images (``None``: all).
+        val_size: cap on validation images (``None``: all).
+        fit: ``auto``, ``pad`` or ``resize``: how a data set's image size is fitted to the model input.
+    """
+
+    name: str = "fmnist"
+    root: str | None = None
+    seed: int = 0
+    calib_size: int = 512
+    train_size: int | None = None
+    val_size: int | None = None
+    fit: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("calib_size", "train_size", "val_size"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ConfigError(f"data {key} must be a positive integer, got {value!r}")
+        if self.fit not in FIT_MODES:
+            raise ConfigError(f"unknown fit mode {self.fit!r}; modes: {', '.join(FIT_MODES)}")
+
+    @property
+    def is_fmnist(self) -> bool:
+        """True for Fashion-MNIST, false for an ImageFolder path."""
+        return self.name.lower() in FMNIST_NAMES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DataConfig:
+        """Validate and build from a JSON-like dict (unknown keys are an error)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"data config: expected an object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"data config: unknown key(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a data set before building it."""
+
+    name: str
+    num_classes: int
+    in_chans: int
+    native_size: int | None  # None when images vary in size (ImageFolder)
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class DataSplits:
+    """Train, validation and calibration sets, each yielding ``(normalised CHW float tensor, int label)``."""
+
+    train: Dataset
+    val: Dataset
+    calib: Dataset
+    num_classes: int
+    info: DatasetInfo
+
+
+def as_config(data: DataConfig | str) -> DataConfig:
+    """A ``DataConfig`` from itself or from a name/path string."""
+    return data if isinstance(data, DataConfig) else DataConfig(name=str(data))
+
+
+class AdaptedImages(Dataset):
+    """In-memory uint8 images fitted to a model input, transformed a whole batch at a time.
+
+    Args:
+        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8.
+        labels: ``(N,)`` int64.
+        spec: the model's arch spec.
+        augment: random shift and flip (training).
+        fit: ``auto``, ``pad`` or ``resize``.
+    """
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, spec: ArchSpec, augment: bool = False, fit: str = "auto"
+    ) -> None:
+        self.images, self.labels, self.spec, self.augment, self.fit = images, labels, spec, augment, fit
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = adapt_batch(self.images[index : index + 1], self.spec, fit=self.fit, augment=self.augment)
+        return x[0], int(self.labels[index])
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        # NOTE: DataLoader calls this (torch >= 2.1) instead of one __getitem__ per image: one vectorised transform.
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        x = adapt_batch(self.images[idx], self.spec, fit=self.fit, augment=self.augment)
+        return list(zip(x.unbind(0), self.labels[idx].tolist(), strict=True))
+
+
+def seeded_subset(dataset: Dataset, size: int | None, seed: int, salt: int = 0) -> Dataset:
+    """A reproducible random subset of ``size`` items (the whole set when ``size`` is None or too big)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if size is None or size >= n:
+        return dataset
+    gen = torch.Generator().manual_seed(seed * 1000003 + salt)
+    return Subset(dataset, torch.randperm(n, generator=gen)[:size].sort().values.tolist())
+
+
+def _image_folder_dir(cfg: DataConfig) -> Path:
+    root = Path(cfg.name).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root} (use 'fmnist' or an ImageFolder tree with train/ and val/)")
+    for sub in ("train", "val"):
+        if not (root / sub).is_dir():
+            raise DataError(f"data folder {root} has no {sub}/ subfolder (ImageFolder layout: train/ and val/)")
+    return root
+
+
+def dataset_info(data: DataConfig | str) -> DatasetInfo:
+    """Classes, channels and native size of a data set, without reading its images.
+
+    Args:
+        data: a ``DataConfig`` or a name/path.
+    """
+    cfg = as_config(data)
+    if cfg.is_fmnist:
+        if cfg.root is not None:  # a root given by hand must hold the files; the default may still download
+            fmnist.find_root(cfg.root, download=False)
+        return DatasetInfo("fmnist", len(fmnist.CLASSES), 1, fmnist.NATIVE_SIZE, fmnist.CLASSES)
+    root = _image_folder_dir(cfg)
+    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+    if not classes:
+        raise DataError(f"{root / 'train'} holds no class folders")
+    return DatasetInfo(str(root), len(classes), 3, None, classes)
+
+
+def _fmnist_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:
+    train_x, train_y = fmnist.load_fmnist("train", cfg.root)
+    test_x, test_y = fmnist.load_fmnist("test", cfg.root)
+    train = AdaptedImages(train_x, train_y, spec, augment=train_augment, fit=cfg.fit)
+    plain_train = AdaptedImages(train_x, train_y, spec, augment=False, fit=cfg.fit)
+    val = AdaptedImages(test_x, test_y, spec, augment=False, fit=cfg.fit)
+    info = dataset_info(cfg)
+    return DataSplits(
+        train=seeded_subset(train, cfg.train_size, cfg.seed, salt=1),
+        val=seeded_subset(val, cfg.val_size, cfg.seed, salt=2),
+        calib=seeded_subset(plain_train, cfg.calib_size, cfg.seed, salt=3),
+        num_classes=info.num_classes,
+        info=info,
+    )
+
+
+def _folder_transform(spec: ArchSpec, training: bool) -> Any:
+    import timm.data
+    from torchvision import transforms
+
+    tf = timm.data.create_transform(
+        input_size=(spec.in_chans, spec.img_size, spec.img_size),
+        is_training=training,
+        mean=spec.mean,
+        std=spec.std,
+        interpolation="bicubic",
+        crop_pct=0.875,
+    )
+    # NOTE: PIL opens images as RGB; a grey model gets one channel before timm's transform.
+    mode = transforms.Grayscale(1) if spec.in_chans == 1 else transforms.Lambda(lambda im: im.convert("RGB"))
+    return transforms.Compose([mode, tf])
+
+
+def _folder_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:
+    from torchvision.datasets import ImageFolder
+
+    root = _image_folder_dir(cfg)
+    info = dataset_info(cfg)
+    try:
+        train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, train_augment))
+        plain_train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, False))
+        val = ImageFolder(str(root / "val"), transform=_folder_transform(spec, False))
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"cannot read ImageFolder {root}: {exc}") from exc
+    if val.classes != train.classes:
+        raise DataError(f"{root}: val/ classes differ from train/ classes")
+    return DataSplits(
+        train=seeded_subset(train, cfg.train_size, cfg.seed, salt=1),
+        val=seeded_subset(val, cfg.val_size, cfg.seed, salt=2),
+        calib=seeded_subset(plain_train, cfg.calib_size, cfg.seed, salt=3),
+        num_classes=info.num_classes,
+        info=info,
+    )
+
+
+def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool = True) -> DataSplits:
+    """Train / val / calibration sets fitted to ``spec`` (size, channels, mean/std).
+
+    Args:
+        data: a ``DataConfig`` or a name/path (``fmnist`` or an ImageFolder tree).
+        spec: the model's arch spec.
+        train_augment: augment the training set (off for search statistics or feature extraction).
+    """
+    cfg = as_config(data)
+    splits = _fmnist_splits(cfg, spec, train_augment) if cfg.is_fmnist else _folder_splits(cfg, spec, train_augment)
+    if splits.num_classes > spec.num_classes:
+        raise ConfigError(f"data set has {splits.num_classes} classes but the model only {spec.num_classes} outputs")
+    return splits

@@ -1,0 +1,195 @@
+"""The build stage: an engine (plus JSON sidecar) per model role, backend and precision.
+
+Which ONNX a build starts from depends on the backend's typing (DEPLOY.md):
+
+=====================  ======================  ======================  ==========================
+backend                fp32                    fp16                    int8
+=====================  ======================  ======================  ==========================
+ort-*                  ``role.onnx``           ``role.fp16.onnx``      ``role.int8.onnx`` (QDQ)
+tensorrt 11, RTX       ``role.onnx``           ``role.fp16.onnx``      ``role.int8.onnx`` (QDQ)
+tensorrt 10            ``role.onnx``           ``role.onnx`` + FP16    ``role.onnx`` + INT8 + calibrator
+=====================  ======================  ======================  ==========================
+
+A missing fp16 / int8 ONNX is made (with parity) by the export code first. For ONNX Runtime "build" means:
+pick that ONNX, save ORT's optimised graph as the engine file for ``ort-cpu`` (a plain copy for the GPU
+providers, which optimise at session start) and write the sidecar.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.engines.registry import BACKENDS, PRECISIONS, cuda_device_name, require_backend
+from ofb_deploy.engines.sidecar import write_sidecar
+from ofb_deploy.engines.tensorrt import TrtBuildConfig, build_serialized_engine, import_trt, is_strongly_typed
+from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.pipeline.run_dir import RunDir
+from ofb_deploy.utils.io import atomic_path, atomic_write_bytes, sha256_json
+
+log = logging.getLogger(__name__)
+
+
+def _build_ort(onnx_path: Path, engine_path: Path, backend: str) -> dict[str, Any]:
+    from ofb_deploy.engines.loaders import OrtSessionFromOnnx, import_onnxruntime
+    from ofb_deploy.export.onnx import check_onnx
+
+    ort = import_onnxruntime()
+    info = check_onnx(onnx_path, require_layernorm=False)
+    with atomic_path(engine_path) as tmp:
+        if backend == "ort-cpu":
+            # NOTE: ORT writes its optimised graph (fusions, constant folding) while creating the session
+            OrtSessionFromOnnx(onnx_path, provider="cpu", threads=1, optimized_model_path=tmp)()
+        else:
+            shutil.copyfile(onnx_path, tmp)
+    return {
+        "library": "onnxruntime",
+        "library_version": ort.__version__,
+        "gpu": cuda_device_name() if backend != "ort-cpu" else None,
+        "profile": {"batch": "dynamic"},
+        "inputs": info["inputs"],
+        "outputs": info["outputs"],
+        "optimized": backend == "ort-cpu",
+    }
+
+
+def _build_trt(
+    onnx_path: Path,
+    engine_path: Path,
+    backend: str,
+    config: TrtBuildConfig,
+    calibrator: Any,
+) -> dict[str, Any]:
+    trt = import_trt("tensorrt_rtx" if backend == "tensorrt-rtx" else "tensorrt")
+    info: dict[str, Any] = {}
+    blob = build_serialized_engine(trt, onnx_path, config, calibrator=calibrator, info=info)
+    atomic_write_bytes(engine_path, blob)
+    gpu = cuda_device_name()
+    info |= {"library": trt.__name__.split(".")[0], "library_version": trt.__version__, "gpu": gpu}
+    info["built_on"] = "gpu" if gpu else "cpu (ahead-of-time, no GPU)"
+    info["profile"] = {"batches": sorted(set(config.batches)), **info["profile"]}
+    return info
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    backend: str,
+    precision: str = "fp32",
+    config: TrtBuildConfig | None = None,
+    calibrator: Any = None,
+) -> dict[str, Any]:
+    """Build ``engine_path`` (and its sidecar) for ``backend`` from ``onnx_path``.
+
+    Args:
+        onnx_path: the ONNX matching the backend's typing (see the module table).
+        engine_path: destination engine file; the sidecar is ``engine_path + ".json"``.
+        backend: one of ``BACKENDS`` except ``torch``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        config: TensorRT build options (batches, workspace, timing cache, optimisation level).
+        calibrator: TensorRT 10 INT8 calibrator (``CalibrationSource.trt_calibrator``).
+
+    Returns:
+        The sidecar document.
+    """
+    if backend not in BACKENDS or backend == "torch":
+        raise ConfigError(f"cannot build backend {backend!r}; choose from {', '.join(BACKENDS[1:])}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; precisions: {', '.join(PRECISIONS)}")
+    require_backend(backend)
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise ArtifactError(f"ONNX file not found: {onnx_path} (run `ofb-deploy export` first)")
+    config = config or TrtBuildConfig(precision=precision)
+    if config.precision != precision:
+        raise ConfigError(f"build config precision {config.precision} differs from {precision}")
+    try:
+        if backend.startswith("ort-"):
+            info = _build_ort(onnx_path, engine_path, backend)
+        else:
+            info = _build_trt(onnx_path, engine_path, backend, config, calibrator)
+        return write_sidecar(engine_path, onnx_path, {"backend": backend, "precision": precision, **info})
+    except BaseException:
+        engine_path.unlink(missing_ok=True)  # never leave an engine without its sidecar
+        raise
+
+
+def _onnx_for(run_dir: RunDir, role: str, backend: str, precision: str) -> tuple[Path, bool]:
+    """The ONNX to build from, and whether TensorRT 10 builder flags (weak typing) apply."""
+    weak = False
+    if backend == "tensorrt":
+        weak = not is_strongly_typed(import_trt("tensorrt"))
+    source_precision = "fp32" if weak else precision
+    path = run_dir.onnx_path(role, source_precision)
+    if not path.is_file():
+        fp32 = run_dir.require(run_dir.onnx_path(role, "fp32"), "run `ofb-deploy export RUN_DIR` first")
+        if source_precision == "fp32":
+            return fp32, weak
+        from ofb_deploy.export.run import add_precision
+
+        log.info("making %s from %s (with parity)", path.name, fp32.name)
+        add_precision(run_dir, role, source_precision)
+    return path, weak
+
+
+def _calibrator(run_dir: RunDir, role: str, onnx_path: Path, calib_images: int) -> Any:
+    from ofb_deploy.calibrate import CalibrationSource
+    from ofb_deploy.export.run import data_config_of
+    from ofb_deploy.models.checkpoint import read_model_dir_spec
+    from ofb_deploy.utils.io import sha256_file
+
+    model_dir = run_dir.model_dir(role)
+    spec = read_model_dir_spec(model_dir)
+    source = CalibrationSource.from_data(data_config_of(model_dir, run_dir), spec, num_images=calib_images)
+    key = sha256_json({"onnx": sha256_file(onnx_path), "calib": source.key, "method": "entropy2"})[:20]
+    return source.trt_calibrator(import_trt("tensorrt"), run_dir.calib_dir / f"{key}.trtcache")
+
+
+def build_run(
+    run_dir: RunDir,
+    backend: str,
+    precision: str,
+    batches: tuple[int, ...] = (1, 8, 32),
+    *,
+    workspace_mb: int | None = None,
+    timing_cache: Path | None = None,
+    opt_level: int | None = None,
+    calib_images: int = 512,
+) -> dict:
+    """Build ``backend`` at ``precision`` for every exported role of the run; record the stage.
+
+    Args:
+        run_dir: the run directory (``export/`` must hold the fp32 ONNX).
+        backend: backend name.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        batches: batch sizes the TensorRT profile covers (min/opt/max).
+        workspace_mb: TensorRT workspace limit in MiB.
+        timing_cache: TensorRT timing cache file (default: the run's ``engines/timing.cache``).
+        opt_level: TensorRT builder optimisation level 0..5.
+        calib_images: calibration images for INT8.
+
+    Returns:
+        ``{role: sidecar}``.
+    """
+    require_backend(backend)
+    roles = [r for r in ("dense", "subnet") if run_dir.onnx_path(r, "fp32").is_file()]
+    if not roles:
+        raise ArtifactError(f"no ONNX in {run_dir.export_dir}: run `ofb-deploy export {run_dir.root}` first")
+    cache = timing_cache if timing_cache is not None else run_dir.timing_cache_path
+    config = TrtBuildConfig(precision, tuple(batches), workspace_mb, cache, opt_level)
+    built = {}
+    for role in roles:
+        onnx_path, weak = _onnx_for(run_dir, role, backend, precision)
+        calibrator = _calibrator(run_dir, role, onnx_path, calib_images) if weak and precision == "int8" else None
+        engine = run_dir.engine_path(role, backend, precision)
+        built[role] = build_engine(onnx_path, engine, backend, precision, config=config, calibrator=calibrator)
+        log.info("built %s", engine)
+    record = run_dir.stage_record("build") or {}
+    engines = {
+        **record.get("engines", {}),
+        **{f"{r}.{backend}.{precision}": d["engine_sha256"] for r, d in built.items()},
+    }
+    run_dir.mark_done("build", sha256_json(engines), engines=engines)
+    return built

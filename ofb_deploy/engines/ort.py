@@ -1,0 +1,110 @@
+"""``OrtRunner``: ONNX Runtime on the CPU, CUDA or TensorRT execution provider (backends ``ort-*``).
+
+The session comes from ``OrtSessionFromOnnx`` (or is passed in). Inputs and outputs are matched by name; a
+float16 model's float32 I/O (DEPLOY.md: inputs/outputs stay float32) needs no casting here. On a GPU provider
+``bind()`` copies the batch to the device once with an ``IOBinding`` so timed runs exclude host-device copies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofb_deploy.engines.base import Runner, TensorSpec
+from ofb_deploy.engines.loaders import OrtSessionFromOnnx
+from ofb_deploy.errors import ConfigError
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime inference.
+
+    Args:
+        session: an ``InferenceSession``, an ONNX path, or a loader returning a session.
+        provider: ``cpu``, ``cuda`` or ``trt`` when ``session`` is a path (ignored otherwise).
+        threads: intra-op threads when ``session`` is a path (``None``: ORT's default).
+        precision: label recorded by ``describe()`` (``fp32``, ``fp16``, ``int8``).
+        name: label for reports.
+    """
+
+    backend = "ort"
+
+    def __init__(
+        self,
+        session: Any,
+        provider: str = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
+        name: str | None = None,
+    ) -> None:
+        self.backend = f"ort-{provider}"
+        super().__init__(name)
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        if isinstance(session, str | Path):
+            session = OrtSessionFromOnnx(Path(session), provider=provider, threads=threads)
+        self._source = session
+        self.provider = provider
+        self.threads = threads
+        self.precision = precision
+        self.session: Any = None
+
+    def _activate(self) -> None:
+        src = self._source
+        self.session = src() if isinstance(src, Callable) and not hasattr(src, "run") else src
+
+    def _deactivate(self) -> None:
+        self.session = None
+
+    def _input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(i.name, tuple(i.shape), _ORT_DTYPES.get(i.type, i.type)) for i in self.session.get_inputs()]
+
+    def output_specs(self) -> list[TensorSpec]:
+        """The model's outputs (names, shapes, dtypes)."""
+        self._require_active()
+        return [TensorSpec(o.name, tuple(o.shape), _ORT_DTYPES.get(o.type, o.type)) for o in self.session.get_outputs()]
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feed.items()}
+        return dict(zip(names, self.session.run(names, feed), strict=True))
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feed.items()}
+        if self.provider == "cpu":
+            return feed
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for key, value in feed.items():
+            binding.bind_ortvalue_input(key, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+        for out in self.session.get_outputs():
+            binding.bind_output(out.name, "cuda")
+        return {"__binding__": binding}
+
+    def _run_bound(self, bound: dict[str, Any]) -> None:
+        binding = bound.get("__binding__")
+        if binding is None:
+            self.session.run(None, bound)
+        else:
+            # NOTE: run_with_iobinding synchronises the CUDA stream before returning, so no extra sync is needed
+            self.session.run_with_iobinding(binding)
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        info = {**super().describe(), "library": "onnxruntime", "version": ort.__version__}
+        # NOTE: threads None means ORT's default (one per physical core); cpu_count says what that could be
+        info |= {"provider": self.provider, "precision": self.precision, "threads": self.threads}
+        info["cpu_count"] = os.cpu_count()
+        if self.session is not None:
+            info["providers"] = list(self.session.get_providers())
+        src = self._source
+        if isinstance(src, OrtSessionFromOnnx):
+            info["model"] = str(src.path)
+        return info

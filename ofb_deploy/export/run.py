@@ -1,0 +1,241 @@
+"""The export stage: ONNX files of a run's models (or of one model folder) with parity against PyTorch.
+
+Each ONNX is written to a temporary file, checked (``check_onnx``), run in ONNX Runtime on real images from the
+model's data and compared with eager PyTorch (max, mean and p99 abs error, cosine, top-1 agreement). Only a
+file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact (DEPLOY.md "Parity").
+``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``); the numbers go to
+``export.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.errors import ArtifactError, ParityError
+from ofb_deploy.export.onnx import MIN_OPSET, convert_fp16, export_onnx
+from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
+from ofb_deploy.pipeline.run_dir import ROLES, RunDir
+from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
+
+log = logging.getLogger(__name__)
+
+# Parity tolerances per precision (compare_outputs keywords). fp32 differs from eager torch only by kernel
+# order; fp16 and int8 are judged by agreement, since their logit errors scale with the logits.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"max_abs": 1e-3, "min_cosine": 0.99999, "min_top1": 0.99},
+    "fp16": {"min_cosine": 0.999, "min_top1": 0.95},
+    "int8": {"min_cosine": 0.98, "min_top1": 0.90},
+}
+PARITY_IMAGES = 256
+
+
+def data_config_of(model_dir: Path, run_dir: RunDir | None = None) -> Any:
+    """The ``DataConfig`` a model was trained on: its JSON's ``data`` entry, else the run config's, else fmnist."""
+    from ofb_deploy.data import DataConfig, as_config
+
+    data: Any = None
+    for stem in ("model", "subnet"):
+        path = Path(model_dir) / f"{stem}.json"
+        if path.is_file() and data is None:
+            data = read_json(path, "model config").get("data")
+    if not data and run_dir is not None:
+        data = run_dir.read_config().get("data")
+    data = data or "fmnist"
+    return DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
+
+
+class ParityChecker:
+    """Eager-PyTorch reference outputs on real images, computed once, and checks of ONNX files against them.
+
+    Args:
+        model: the fp32 ``OfbViT``.
+        data: the model's data (``DataConfig``, dict or name).
+        images: how many validation images to compare on.
+    """
+
+    def __init__(self, model: Any, data: Any, images: int = PARITY_IMAGES) -> None:
+        from ofb_deploy.data import DataConfig, as_config, build_splits, make_reader
+        from ofb_deploy.engines.torch_runner import TorchRunner
+        from ofb_deploy.validate.compare import run_runners
+
+        cfg = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
+        splits = build_splits(cfg, model.spec, train_augment=False)
+        self.reader = make_reader(splits.val, batch_size=32, limit=images)
+        self.reference = run_runners([TorchRunner(model, name="torch")], self.reader).outputs["torch"]
+
+    def check(self, onnx_path: Path, precision: str, what: str) -> dict[str, Any]:
+        """Compare ONNX Runtime (CPU) on ``onnx_path`` with the reference; raise ``ParityError`` when over tolerance."""
+        from ofb_deploy.engines.ort import OrtRunner
+        from ofb_deploy.validate.compare import compare_outputs, run_runners
+
+        outputs = run_runners([OrtRunner(onnx_path, precision=precision, name="onnx")], self.reader).outputs["onnx"]
+        report = compare_outputs(self.reference, outputs, **TOLERANCES[precision])
+        log.info("%s %s parity: %s", what, precision, report.summary())
+        if not report.passed:
+            raise ParityError(f"{what} {precision} ONNX differs from PyTorch: {'; '.join(report.failures)}")
+        return report.to_dict()
+
+
+def _checked_write(path: Path, make: Callable[[Path], dict], parity: ParityChecker, precision: str, what: str) -> dict:
+    # NOTE: the file is made and judged under a temporary name; only a passing file is renamed into place
+    with atomic_path(path) as tmp:
+        info = make(tmp)
+        report = parity.check(tmp, precision, what)
+    return {"path": str(path), "sha256": sha256_file(path), "check": info, "parity": report}
+
+
+def export_model(
+    model_dir: Path,
+    paths: dict[str, Path],
+    *,
+    opset: int = MIN_OPSET,
+    data: Any = None,
+    parity_images: int = PARITY_IMAGES,
+    calib_images: int = 512,
+    cache_dir: Path | None = None,
+    reuse_fp32: bool = False,
+) -> dict[str, Any]:
+    """Export one model folder to the ONNX files named in ``paths`` (keys ``fp32`` and optional ``fp16``/``int8``).
+
+    Args:
+        model_dir: a model folder (``model.json``/``subnet.json`` plus safetensors).
+        paths: precision -> destination; fp16 and int8 are derived from the fp32 file.
+        opset: ONNX opset (>= 17).
+        data: the model's data for parity and calibration (default: from the model folder, else fmnist).
+        parity_images: validation images compared against PyTorch.
+        calib_images: calibration images for int8.
+        cache_dir: where calibration results are cached (int8).
+        reuse_fp32: keep an existing fp32 file (its parity is in ``export.json``) and only derive the others.
+    """
+    model = load_model_dir(model_dir).eval()
+    data = data if data is not None else data_config_of(model_dir)
+    parity = ParityChecker(model, data, parity_images)
+    what = str(model_dir)
+    result = {"model_dir": str(model_dir), "arch": model.spec.to_dict()}
+    if reuse_fp32 and paths["fp32"].is_file():
+        result["fp32"] = {"path": str(paths["fp32"]), "sha256": sha256_file(paths["fp32"]), "reused": True}
+    else:
+        export = lambda tmp: export_onnx(model, tmp, opset=opset)  # noqa: E731
+        result["fp32"] = _checked_write(paths["fp32"], export, parity, "fp32", what)
+    if "fp16" in paths:
+        result["fp16"] = _checked_write(
+            paths["fp16"], lambda tmp: convert_fp16(paths["fp32"], tmp), parity, "fp16", what
+        )
+    if "int8" in paths:
+        from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
+        from ofb_deploy.export.onnx import check_onnx
+
+        source = CalibrationSource.from_data(data, model.spec, num_images=calib_images)
+
+        def make_int8(tmp: Path) -> dict[str, Any]:
+            info = quantize_qdq(paths["fp32"], tmp, source, cache_dir=cache_dir)
+            return {**check_onnx(tmp), "quantization": info}
+
+        result["int8"] = _checked_write(paths["int8"], make_int8, parity, "int8", what)
+    return result
+
+
+def _roles(run_dir: RunDir) -> list[str]:
+    roles = []
+    for role in ROLES:
+        folder = run_dir.model_dir(role)
+        if any((folder / f"{stem}.json").is_file() for stem in ("model", "subnet")):
+            roles.append(role)
+    if not roles:
+        raise ArtifactError(f"{run_dir.root} has no dense/ or slice/ model: run `ofb-deploy train` or `slice` first")
+    return roles
+
+
+def export_run(
+    run_dir: RunDir,
+    *,
+    opset: int = MIN_OPSET,
+    fp16: bool = False,
+    int8: bool = False,
+    parity_images: int = PARITY_IMAGES,
+) -> dict:
+    """Export every model role the run has (``dense``, ``subnet``) to ``RunDir.onnx_path``; write ``export.json``.
+
+    Args:
+        run_dir: the run directory.
+        opset: ONNX opset (>= 17).
+        fp16: also write the float16 ONNX (LayerNorm, Softmax and I/O stay float32).
+        int8: also write the QDQ INT8 ONNX (calibrated on the run's data).
+        parity_images: validation images compared against PyTorch.
+    """
+    doc: dict[str, Any] = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)"}
+    doc["tolerances"] = TOLERANCES
+    hashes = {}
+    for role in _roles(run_dir):
+        model_dir = run_dir.model_dir(role)
+        precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
+        paths = {p: run_dir.onnx_path(role, p) for p in precisions}
+        data = data_config_of(model_dir, run_dir)
+        doc[role] = export_model(
+            model_dir, paths, opset=opset, data=data, parity_images=parity_images, cache_dir=calib_cache_dir(run_dir)
+        )
+        hashes[role] = {p: doc[role][p]["sha256"] for p in precisions}
+    atomic_write_json(run_dir.export_dir / "export.json", doc)
+    summary = {role: {p: doc[role][p]["parity"]["top1_agreement"] for p in hashes[role]} for role in hashes}
+    run_dir.mark_done("export", sha256_json({"opset": opset, "onnx": hashes}), top1_agreement=summary)
+    return doc
+
+
+def add_precision(run_dir: RunDir, role: str, precision: str) -> Path:
+    """Derive the ``fp16`` or ``int8`` ONNX of ``role`` from its fp32 ONNX (with parity); merge ``export.json``.
+
+    Args:
+        run_dir: the run directory (the fp32 ONNX must exist).
+        role: ``dense`` or ``subnet``.
+        precision: ``fp16`` or ``int8``.
+    """
+    fp32 = run_dir.require(run_dir.onnx_path(role, "fp32"), "run `ofb-deploy export RUN_DIR` first")
+    target = run_dir.onnx_path(role, precision)
+    model_dir = run_dir.model_dir(role)
+    paths = {"fp32": fp32, precision: target}
+    data = data_config_of(model_dir, run_dir)
+    result = export_model(model_dir, paths, data=data, cache_dir=run_dir.calib_dir, reuse_fp32=True)
+    doc_path = run_dir.export_dir / "export.json"
+    doc = read_json(doc_path, "export record") if doc_path.is_file() else {"schema_version": 1}
+    doc.setdefault(role, {})[precision] = result[precision]
+    atomic_write_json(doc_path, doc)
+    return target
+
+
+def calib_cache_dir(run_dir: RunDir) -> Path:
+    """Calibration cache folder of a run (QDQ results and TensorRT calibration caches)."""
+    return run_dir.calib_dir
+
+
+def export_model_dir(
+    model_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    opset: int = MIN_OPSET,
+    fp16: bool = False,
+    int8: bool = False,
+    parity_images: int = PARITY_IMAGES,
+) -> dict:
+    """Export a model folder (from ``ofb-deploy train`` or a subnet folder) to ``<stem>[.fp16|.int8].onnx``.
+
+    Args:
+        model_dir: the model folder.
+        out_dir: destination folder (default: ``model_dir`` itself).
+        opset: ONNX opset (>= 17).
+        fp16: also write the float16 ONNX.
+        int8: also write the QDQ INT8 ONNX.
+        parity_images: validation images compared against PyTorch.
+    """
+    model_dir = Path(model_dir)
+    read_model_dir_spec(model_dir)  # fails with one line on a folder that is not a model
+    stem = "subnet" if (model_dir / "subnet.json").is_file() else "model"
+    out = Path(out_dir) if out_dir is not None else model_dir
+    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
+    paths = {p: out / (f"{stem}.onnx" if p == "fp32" else f"{stem}.{p}.onnx") for p in precisions}
+    doc = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "tolerances": TOLERANCES}
+    doc[stem] = export_model(model_dir, paths, opset=opset, parity_images=parity_images, cache_dir=out / "calib")
+    atomic_write_json(out / "export.json", doc)
+    return doc

@@ -1,0 +1,126 @@
+"""The finetune stage: train the sliced subnet with distillation from the dense model into ``RUN/finetune/``.
+
+Reads ``RUN/slice/subnet.*`` (the student) and, by default, ``RUN/dense/model.*`` (the teacher); writes
+``RUN/finetune/subnet.{json,safetensors}`` through helper A's ``train_model`` (AdamW, warm-up + cosine,
+per-epoch resume state ``RUN/finetune/train_state.pt``, DDP under torchrun) with ``DistillLoss`` as its loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits
+from ofb_deploy.errors import ConfigError, ModelError
+from ofb_deploy.finetune.distill import DistillConfig, DistillLoss
+from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.pipeline.run_dir import RunDir
+from ofb_deploy.slicing.record import SliceRecord
+from ofb_deploy.slicing.run import RECORD_NAME, SUBNET_STEM, load_subnet
+from ofb_deploy.train import TrainConfig, evaluate, train_model
+from ofb_deploy.utils import dist
+from ofb_deploy.utils.io import read_json, sha256_file, sha256_json
+
+log = logging.getLogger(__name__)
+NO_TEACHER = "none"
+
+
+def resolve_data(run_dir: RunDir, data: DataConfig | str | None) -> DataConfig:
+    """The data a run trains on: given, else ``run.json``, the search result or the dense model's record, else fmnist.
+
+    Args:
+        run_dir: the run.
+        data: an explicit choice (wins).
+    """
+    if data is not None:
+        return as_config(data)
+    sources = [
+        run_dir.read_config(),
+        read_json(run_dir.arch_path) if run_dir.arch_path.is_file() else {},
+        read_json(run_dir.dense_dir / "model.json") if (run_dir.dense_dir / "model.json").is_file() else {},
+    ]
+    for doc in sources:
+        found = doc.get("data") if isinstance(doc, dict) else None
+        if isinstance(found, dict):
+            return DataConfig.from_dict(found)
+        if isinstance(found, str):
+            return as_config(found)
+    return DataConfig()
+
+
+def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: OfbViT) -> OfbViT | None:
+    """The dense teacher (``None`` for ``"none"``); it must see the same inputs and predict the same classes.
+
+    Args:
+        run_dir: the run (default teacher: ``RUN/dense``).
+        teacher: a model folder, ``"none"``, or ``None`` for ``RUN/dense``.
+        student: the subnet (its input geometry and classes are the reference).
+    """
+    if teacher is not None and str(teacher).lower() == NO_TEACHER:
+        return None
+    folder = Path(teacher) if teacher is not None else run_dir.dense_dir
+    model = load_model_dir(folder)
+    a, b = model.spec, student.spec
+    for key in ("img_size", "in_chans", "num_classes", "patch_size"):
+        if getattr(a, key) != getattr(b, key):
+            raise ModelError(f"teacher {folder} has {key} {getattr(a, key)}, the subnet {getattr(b, key)}")
+    return model.eval()
+
+
+def finetune_run(
+    run_dir: RunDir,
+    config: TrainConfig,
+    *,
+    teacher: str | Path | None = None,
+    resume: bool = False,
+    data: DataConfig | str | None = None,
+    distill: DistillConfig | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``RUN/slice`` with distillation into ``RUN/finetune``; return the metrics.
+
+    Args:
+        run_dir: the run (needs ``slice/subnet.*``; the default teacher is ``dense/``).
+        config: training hyper-parameters (fine-tuning usually wants a lower lr than dense training).
+        teacher: dense model folder, ``"none"`` for plain cross-entropy, or ``None`` for ``RUN/dense``.
+        resume: continue from ``RUN/finetune/train_state.pt``.
+        data: data set; default from ``run.json``, the search result or the dense model, else fmnist.
+        distill: distillation weights and temperature.
+    """
+    slice_dir = run_dir.slice_dir
+    run_dir.require(slice_dir / f"{SUBNET_STEM}.json", "run `ofb-deploy slice` first")
+    student = load_subnet(slice_dir).train()
+    teach = load_teacher(run_dir, teacher, student)
+    distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
+    cfg = resolve_data(run_dir, data)
+    splits = build_splits(cfg, student.spec)
+    if splits.num_classes != student.spec.num_classes:
+        raise ConfigError(f"data has {splits.num_classes} classes, the subnet {student.spec.num_classes}")
+    out = run_dir.stage_dir("finetune", create=True)
+    before = _evaluate(student, splits, config) if not (resume and run_dir.state_file("finetune").is_file()) else {}
+    loss = DistillLoss(teach, distill) if teach is not None else None
+    meta = {
+        "source_model": str(slice_dir),
+        "teacher": str(teacher or run_dir.dense_dir) if teach is not None else None,
+        "distill": vars(distill) if teach is not None else None,
+        "data": cfg.to_dict(),
+        "sliced_metrics": before or None,
+    }
+    metrics = train_model(
+        student, splits, out, config, resume=resume, loss_fn=loss, stem=SUBNET_STEM, meta=meta,
+        state_path=run_dir.state_file("finetune"), description="finetune",
+    )  # fmt: skip
+    if dist.is_main():
+        SliceRecord.load(slice_dir / RECORD_NAME).save(out / RECORD_NAME)
+        keys = ("teacher", "distill", "data")
+        inputs = [sha256_file(slice_dir / f"{SUBNET_STEM}.safetensors"), config.to_dict(), [meta[k] for k in keys]]
+        run_dir.mark_done("finetune", sha256_json(inputs), top1=metrics.get("top1"), sliced_top1=before.get("top1"))
+    return {**metrics, "sliced_top1": before.get("top1")}
+
+
+def _evaluate(model: OfbViT, splits: Any, config: TrainConfig) -> dict[str, float]:
+    """Top-1 of the sliced model before fine-tuning (what the slice alone keeps)."""
+    device = dist.init_distributed()
+    loader = build_loader(splits.val, config.batch_size * 2, train=False, workers=config.workers)
+    return {k: round(v, 4) for k, v in evaluate(model.to(device), loader, device).items()}

@@ -1,0 +1,211 @@
+"""The OFB search loop (arXiv 2403.15835, Alg. 1): one backward per step, three AdamW optimizers, pruning
+three times per epoch, a resume checkpoint each epoch, torchrun data parallelism.
+
+Loss per step: CE + detach(CE / L_mim) * L_mim + sum_m w * L_onehot(m) + w_flops * L_flops. Gradients are
+averaged over ranks by hand (one all-reduce of the flattened grads) rather than by a DDP wrapper, because the
+set of used parameters changes as modules become final; alphas and scores are broadcast at the start and after
+every pruning round, so all ranks keep the identical architecture.
+
+Determinism: the data order of epoch e is fixed by (seed, e) (``set_epoch``); the global RNG (augmentation)
+and the PMIM mask generator are reseeded from (seed, epoch, rank) at each epoch start. A run resumed from the
+checkpoint of epoch e therefore replays exactly what the uninterrupted run did (on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ofb_deploy.errors import ArtifactError
+from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.losses import flops_loss, module_onehot_loss
+from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
+from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
+from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.utils.dist import all_reduce_mean_, broadcast_, rank, world_size
+from ofb_deploy.utils.io import atomic_write_with
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchState:
+    """Everything the loop trains and schedules; the resume checkpoint is its ``state_dict``."""
+
+    supernet: OfbSupernet
+    decoder: PixelDecoder
+    config: SearchConfig
+    target_macs: int
+    dense_macs: int
+    steps_per_epoch: int
+    opt_w: torch.optim.Optimizer = field(init=False)
+    opt_d: torch.optim.Optimizer = field(init=False)
+    opt_a: torch.optim.Optimizer | None = field(init=False)
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        weights, _ = self.supernet.search_parameters()
+        decay = [p for p in self.supernet.model.parameters() if p.ndim >= 2]
+        ids = {id(p) for p in decay}
+        no_decay = [p for p in weights if id(p) not in ids]
+        self.opt_w = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            foreach=True,
+        )
+        self.opt_d = torch.optim.AdamW(
+            [*self.decoder.parameters(), self.supernet.mask_token], lr=cfg.decoder_lr, weight_decay=cfg.weight_decay, foreach=True
+        )
+        self.opt_a = make_alpha_optimizer(self.supernet, cfg.alpha_lr)
+        self.window = local_window(self.supernet.spec.img_size)
+        self.generator = torch.Generator()
+
+    # -- schedules ------------------------------------------------------------------------------------------
+    def warm(self, t: float) -> float:
+        """Warm-up progress in [0, 1] at fractional epoch ``t``."""
+        w = self.config.warmup_epochs
+        return 1.0 if w <= 0 else min(1.0, t / w)
+
+    def lam(self, t: float) -> float:
+        """lambda(t): linear from lambda_start to lambda_end over the warm-up, then constant."""
+        c = self.config
+        return c.lambda_start + (c.lambda_end - c.lambda_start) * self.warm(t)
+
+    def mask_ratio(self, t: float) -> float:
+        """PMIM mask ratio: linear from mask_ratio_start to mask_ratio_end over the warm-up."""
+        c = self.config
+        return c.mask_ratio_start + (c.mask_ratio_end - c.mask_ratio_start) * self.warm(t)
+
+    def set_lr(self, step: int) -> None:
+        """Cosine lr of weights and decoder at global ``step`` (alpha's stays constant)."""
+        from ofb_deploy.train import cosine_lr
+
+        total = self.config.epochs * self.steps_per_epoch
+        for opt, base in ((self.opt_w, self.config.lr), (self.opt_d, self.config.decoder_lr)):
+            lr = cosine_lr(step, total, 0, base, min(self.config.min_lr, base))
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def start_epoch(self, epoch: int) -> None:
+        """Reseed the global RNG and the PMIM mask generator from (seed, epoch, rank)."""
+        torch.manual_seed(self.config.seed * 100003 + epoch)
+        self.generator.manual_seed(self.config.seed * 100003 + epoch * 1009 + rank() + 1)
+
+    # -- one step -------------------------------------------------------------------------------------------
+    def losses(self, x: torch.Tensor, y: torch.Tensor, t: float) -> dict[str, torch.Tensor]:
+        """Forward pass and every loss term at fractional epoch ``t``; key ``loss`` is their sum."""
+        cfg, net = self.config, self.supernet
+        net.lam = self.lam(t)
+        use_mim = cfg.pmim and not net.all_final
+        token_mask = None
+        if use_mim:
+            token_mask = random_token_mask(x.shape[0], net.spec.num_patches, self.mask_ratio(t), self.generator)
+            token_mask = token_mask.to(x.device)
+        feats = net.forward_features(x, token_mask)
+        ce = F.cross_entropy(net.forward_head(feats), y, label_smoothing=cfg.label_smoothing)
+        out = {"ce": ce}
+        loss = ce
+        if use_mim:
+            e = None if net.embed_mask.full else net.embed_mask.idx
+            recon = self.decoder(feats[:, 1:], e)
+            mim = mim_loss(recon, local_normalize(x, self.window), token_mask, net.spec.patch_size)
+            loss = loss + (ce.detach() / mim.detach().clamp_min(1e-8)) * mim
+            out["mim"] = mim
+        weights = {"embed": cfg.c_embed, "attn": cfg.c_attn, "mlp": cfg.c_mlp}
+        onehot = sum(cfg.w_onehot * module_onehot_loss(m, weights[m.kind]) for m in net.masks())
+        soft = net.soft_macs()
+        fl = cfg.w_flops * flops_loss(soft, self.target_macs, self.dense_macs).to(x.device)
+        out.update(onehot=onehot, flops=fl, soft_macs=torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)), loss=loss + onehot + fl)
+        return out
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, step: int, t: float) -> dict[str, float]:
+        """One optimisation step; returns the loss terms as floats."""
+        opts = [o for o in (self.opt_w, self.opt_a, self.opt_d) if o is not None]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        terms = self.losses(x, y, t)
+        terms["loss"].backward()
+        self._average_grads(opts)
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.supernet.model.parameters(), self.config.grad_clip)
+        self.set_lr(step)
+        for opt in opts:
+            opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def _average_grads(self, opts: list[torch.optim.Optimizer]) -> None:
+        if world_size() == 1:
+            return
+        params = [p for o in opts for g in o.param_groups for p in g["params"] if p.grad is not None]
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        all_reduce_mean_(flat)
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+    def prune(self, t: float) -> list[str]:
+        """A hard-pruning round; rebuilds the alpha optimizer (fresh state for changed modules) and syncs ranks."""
+        changed = prune_round(self.supernet, self.config.prune_threshold, self.lam(t))
+        if changed:
+            self.opt_a = make_alpha_optimizer(self.supernet, self.config.alpha_lr, self.opt_a)
+            sync_search_state(self.supernet)
+        return changed
+
+    # -- checkpoint -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data and tensors only (loads with ``weights_only=True``)."""
+        return {
+            "epoch": self.epoch,
+            "masks": [m.search_state() for m in self.supernet.masks()],
+            "supernet": self.supernet.state_dict(),
+            "decoder": self.decoder.state_dict(),
+            "opt_w": self.opt_w.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_a": None if self.opt_a is None else self.opt_a.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint written by ``state_dict`` (masks first, so alphas have the right sizes)."""
+        for mask, ms in zip(self.supernet.masks(), state["masks"], strict=True):
+            mask.load_search_state(ms)
+        self.supernet.load_state_dict(state["supernet"])
+        self.supernet.refresh()
+        self.decoder.load_state_dict(state["decoder"])
+        self.opt_w.load_state_dict(state["opt_w"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_a = make_alpha_optimizer(self.supernet, self.config.alpha_lr)
+        if self.opt_a is not None and state["opt_a"] is not None:
+            self.opt_a.load_state_dict(state["opt_a"])
+        torch.set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    def save(self, path: Path, inputs_hash: str) -> None:
+        """Write the resume checkpoint atomically."""
+        blob = {"inputs_hash": inputs_hash, **self.state_dict()}
+        atomic_write_with(path, lambda tmp: torch.save(blob, tmp))
+
+    def load(self, path: Path, inputs_hash: str) -> None:
+        """Read the resume checkpoint; one line if it is corrupt or from different inputs."""
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for one cause: an unreadable file
+            raise ArtifactError(f"cannot read search resume state {path}: {exc}") from exc
+        if blob.get("inputs_hash") != inputs_hash:
+            raise ArtifactError(f"{path} was written for different inputs or settings; run without --resume")
+        self.load_state_dict(blob)
+
+    def broadcast_start(self) -> None:
+        """Make every rank start from rank 0's weights, scores, alphas and decoder."""
+        for tensor in [*self.supernet.parameters(), *self.decoder.parameters()]:
+            broadcast_(tensor.data)

@@ -1,0 +1,138 @@
+"""The search output: ``arch.json`` (kept widths and indices) and ``searched.safetensors`` (weights + scales).
+
+Format (``notes/contracts.md``, read by slicing): the dense-shaped state dict after the search plus the frozen
+final masks ``scale.embed`` (D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on
+dropped units. ``load_searched_model`` rebuilds the supernet with every mask final from these two files, so
+its forward is exactly the searched model's (slicing's exactness reference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ofb_deploy.errors import ArtifactError
+from ofb_deploy.models.arch_spec import SCHEMA_VERSION, ArchSpec
+from ofb_deploy.models.checkpoint import read_state_dict, save_state_dict
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.search.masks import ChannelMask, HeadMask
+from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.utils.io import atomic_write_json, read_json
+
+ARCH_FILE = "arch.json"
+WEIGHTS_FILE = "searched.safetensors"
+
+
+def searched_spec(supernet: OfbSupernet) -> ArchSpec:
+    """The ``ArchSpec`` of the current alive widths (every mask should be final)."""
+    return supernet.spec.replace(
+        embed_dim=supernet.embed_mask.width,
+        num_heads=tuple(m.heads for m in supernet.attn_masks),
+        head_dim=tuple(m.head_dim for m in supernet.attn_masks),
+        mlp_hidden=tuple(m.width for m in supernet.mlp_masks),
+    )
+
+
+def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch.json`` document of a searched supernet.
+
+    Args:
+        supernet: the supernet with every mask final.
+        target_macs: the FLOPs target in MACs.
+        extra: more keys (converged, unconverged, seed, epochs, metrics ...).
+    """
+    spec = supernet.spec
+    sub = searched_spec(supernet)
+    blocks = []
+    for attn, mlp in zip(supernet.attn_masks, supernet.mlp_masks, strict=True):
+        blocks.append(
+            {
+                "heads": attn.heads,
+                "head_dim": attn.head_dim,
+                "mlp_hidden": mlp.width,
+                "head_idx": attn.head_idx.tolist(),
+                "channel_idx": attn.ch_idx.tolist(),
+                "mlp_idx": mlp.idx.tolist(),
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "base_model": spec.base_model,
+        "dense_arch": spec.to_dict(),
+        "dense_flops": count_macs(spec).total,
+        "target_flops": int(target_macs),
+        "flops": count_macs(sub).total,
+        "params": count_params(sub),
+        "dense_params": count_params(spec),
+        "embed_dim": sub.embed_dim,
+        "embed_idx": supernet.embed_mask.idx.tolist(),
+        "blocks": blocks,
+        **extra,
+    }
+
+
+def scale_tensors(supernet: OfbSupernet) -> dict[str, torch.Tensor]:
+    """The frozen mask scales under their output keys."""
+    # NOTE: mask names are "embed", "blocks.{i}.attn", "blocks.{i}.mlp", so the keys follow masks() order
+    return {f"scale.{mask.name}": mask.scale for mask in supernet.masks()}
+
+
+def write_result(supernet: OfbSupernet, search_dir: Path, doc: dict[str, Any]) -> None:
+    """Write ``searched.safetensors`` then ``arch.json`` (both atomically; arch.json last marks completion)."""
+    state = {**supernet.model.state_dict(), **scale_tensors(supernet)}
+    save_state_dict(state, Path(search_dir) / WEIGHTS_FILE)
+    atomic_write_json(Path(search_dir) / ARCH_FILE, doc)
+
+
+def _set_final(mask: ChannelMask | HeadMask, alive: torch.Tensor, scale: torch.Tensor, candidate: Any) -> None:
+    if tuple(scale.shape) != tuple(mask.scale.shape):
+        raise ArtifactError(f"scale of {mask.name} has shape {tuple(scale.shape)}, expected {tuple(mask.scale.shape)}")
+    mask.alive.copy_(alive)
+    mask.scale.copy_(scale)
+    mask.candidates = [candidate]
+    mask.final = True
+    mask.alpha = None
+    mask.refresh()
+
+
+def _alive_from_doc(supernet: OfbSupernet, doc: dict[str, Any]) -> list[tuple[torch.Tensor, Any]]:
+    spec = supernet.spec
+    embed = torch.zeros(spec.embed_dim, dtype=torch.bool)
+    embed[doc["embed_idx"]] = True
+    out: list[tuple[torch.Tensor, Any]] = [(embed, len(doc["embed_idx"]))]
+    attn, mlp = [], []
+    for i, block in enumerate(doc["blocks"]):
+        a = torch.zeros(spec.num_heads[i], spec.head_dim[i], dtype=torch.bool)
+        for h, chans in zip(block["head_idx"], block["channel_idx"], strict=True):
+            a[h, chans] = True
+        attn.append((a, (block["heads"], block["head_dim"])))
+        m = torch.zeros(spec.mlp_hidden[i], dtype=torch.bool)
+        m[block["mlp_idx"]] = True
+        mlp.append((m, block["mlp_hidden"]))
+    return out + attn + mlp
+
+
+def load_searched_model(search_dir: str | Path) -> nn.Module:
+    """The searched model with its final masks, run through the search's own masked forward (eval mode).
+
+    Args:
+        search_dir: folder with ``arch.json`` and ``searched.safetensors`` (``RunDir.search_dir``).
+    """
+    search_dir = Path(search_dir)
+    doc = read_json(search_dir / ARCH_FILE, "search result")
+    try:
+        spec = ArchSpec.from_dict(doc["dense_arch"], source=str(search_dir / ARCH_FILE))
+        state = read_state_dict(search_dir / WEIGHTS_FILE)
+        model = OfbViT(spec)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("scale.")})
+        supernet = OfbSupernet(model)
+        scales = scale_tensors(supernet)
+        for mask, key, (alive, cand) in zip(supernet.masks(), scales, _alive_from_doc(supernet, doc), strict=True):
+            _set_final(mask, alive, state[key], cand)
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"search result in {search_dir} is malformed: {exc}") from exc
+    return supernet.eval()

@@ -1,0 +1,216 @@
+"""``run_search``: the search stage of a run directory (what ``ofb-deploy search`` calls).
+
+Loads the dense model, builds the supernet over it, runs the OFB loop (``loop.SearchState``) with a resume
+checkpoint each epoch, finalises modules that did not converge at their arg-max (saying so), evaluates the
+result and writes ``search/arch.json`` + ``search/searched.safetensors`` (``result.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits, dataset_info, set_epoch
+from ofb_deploy.errors import ConfigError, ModelError
+from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.registry import create_model
+from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.pipeline.run_dir import RunDir
+from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.loop import SearchState
+from ofb_deploy.search.pmim import PixelDecoder
+from ofb_deploy.search.pruning import describe, harden_all
+from ofb_deploy.search.result import arch_document, write_result
+from ofb_deploy.search.space import parse_flops_target
+from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.utils.dist import barrier, init_distributed, is_main
+from ofb_deploy.utils.io import sha256_file, sha256_json
+from ofb_deploy.utils.progress import make_progress
+
+log = logging.getLogger(__name__)
+
+
+def load_dense(
+    run_dir: RunDir,
+    checkpoint: Path | str | None,
+    model_name: str | None,
+    data: DataConfig,
+) -> tuple[OfbViT, Path]:
+    """The dense model: a model folder (default ``RUN/dense``) or a weights file of ``model_name``.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: a model folder from ``ofb-deploy train`` or a ``.safetensors``/``.pth`` state dict.
+        model_name: registry name (needed for a bare weights file).
+        data: the data config (classes and channels of a registry model).
+    """
+    path = Path(checkpoint) if checkpoint is not None else run_dir.dense_dir
+    if path.is_dir():
+        return load_model_dir(path), path
+    if model_name is None:
+        raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    info = dataset_info(data)
+    model = create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
+    return model, path
+
+
+def _fingerprint(source: Path) -> str:
+    if source.is_file():
+        return sha256_file(source)
+    return sha256_json({p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))})
+
+
+def _min_macs(supernet: OfbSupernet) -> int:
+    spec = supernet.spec
+    return int(
+        macs_from_widths(
+            num_tokens=spec.num_tokens,
+            patch_pixels=spec.in_chans * spec.patch_size**2,
+            num_classes=spec.num_classes,
+            embed=min(supernet.embed_mask.candidates),
+            attn_widths=[min(h * d for h, d in m.candidates) for m in supernet.attn_masks],
+            mlp_hiddens=[min(m.candidates) for m in supernet.mlp_masks],
+        )
+    )
+
+
+def _status(net: OfbSupernet, terms: dict[str, float], target: int) -> str:
+    alive = {"embed": 0, "attn": 0, "mlp": 0}
+    for m in net.masks():
+        alive[m.kind] += len(m.candidates)
+    loss = " ".join(f"{k} {terms[k]:.3f}" for k in ("ce", "mim", "onehot", "flops") if k in terms)
+    return (
+        f"{loss} | F {terms['soft_macs'] / 1e6:.2f}/{target / 1e6:.2f}M | "
+        f"cand e{alive['embed']} a{alive['attn']} m{alive['mlp']} | final {sum(m.final for m in net.masks())}"
+        f"/{len(net.masks())}"
+    )
+
+
+def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: str, device: torch.device) -> None:
+    cfg, net = state.config, state.supernet
+    stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, state.epoch + cfg.stop_after_epochs)
+    n = state.steps_per_epoch
+    prune_at = {round(n * (k + 1) / cfg.prune_per_epoch) for k in range(cfg.prune_per_epoch)}
+    with make_progress() as progress:
+        task = progress.add_task("search", total=cfg.epochs * n, completed=state.epoch * n, info="")
+        while state.epoch < stop:
+            epoch = state.epoch
+            set_epoch(loader, epoch)
+            state.start_epoch(epoch)
+            net.train()
+            terms: dict[str, float] = {}
+            for i, (x, y) in enumerate(loader):
+                t = epoch + i / n
+                terms = state.step(x.to(device), y.to(device), epoch * n + i, t)
+                if i + 1 in prune_at:
+                    for line in state.prune(t):
+                        log.info("epoch %d: %s", epoch, line)
+                if i % cfg.log_every == 0 or i + 1 == n:
+                    progress.update(task, info=_status(net, terms, state.target_macs))
+                progress.advance(task)
+            state.epoch += 1
+            state.history.append({"epoch": epoch, **{k: round(v, 5) for k, v in terms.items()}})
+            if is_main():
+                state.save(state_path, inputs_hash)
+            barrier()
+
+
+def _prepare(
+    run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: Any
+) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
+    device = init_distributed()
+    cfg_data = as_config(data)
+    if cfg_data.train_size is None and config.train_size is not None:
+        cfg_data = dataclasses.replace(cfg_data, train_size=config.train_size)
+    model, source = load_dense(run_dir, dense_checkpoint, model_name, cfg_data)
+    spec = model.spec
+    dense_macs = count_macs(spec).total
+    target = parse_flops_target(config.target_flops, dense_macs)
+    splits = build_splits(cfg_data, spec)
+    torch.manual_seed(config.seed)
+    supernet = OfbSupernet(model, config.space()).to(device)
+    supernet.refresh()
+    if target < _min_macs(supernet):
+        raise ConfigError(
+            f"FLOPs target {target / 1e6:.2f} MMACs is below the smallest subnet in the search space "
+            f"({_min_macs(supernet) / 1e6:.2f} MMACs)"
+        )
+    decoder = PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans).to(device)
+    loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
+    val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
+    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader))
+    state.broadcast_start()
+    inputs_hash = sha256_json(
+        {"config": config.result_dict(), "data": cfg_data.to_dict(), "dense": _fingerprint(source), "arch": spec.to_dict()}
+    )
+    return state, loader, val_loader, inputs_hash, device, cfg_data
+
+
+def run_search(
+    run_dir: RunDir,
+    config: SearchConfig,
+    *,
+    dense_checkpoint: Path | str | None = None,
+    model_name: str | None = None,
+    data: DataConfig | str = "fmnist",
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Search a subnet of the dense model under a FLOPs target; write ``RUN/search/``; return the summary.
+
+    Args:
+        run_dir: the run directory (``search/`` is created in it).
+        config: search settings (target, epochs, ...).
+        dense_checkpoint: a model folder or weights file (default: ``RUN/dense``).
+        model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file.
+        data: ``fmnist``, an ImageFolder path or a ``DataConfig``.
+        resume: continue from ``RUN/search/search_state.pt`` when it exists.
+    """
+    from ofb_deploy.train import evaluate
+
+    started = time.perf_counter()
+    state, loader, val_loader, inputs_hash, device, cfg_data = _prepare(
+        run_dir, config, dense_checkpoint, model_name, data
+    )
+    run_dir.stage_dir("search", create=True)
+    state_path = run_dir.state_file("search")
+    if resume and state_path.is_file():
+        state.load(state_path, inputs_hash)
+        log.info("resumed the search after epoch %d", state.epoch)
+    _run_epochs(state, loader, state_path, inputs_hash, device)
+    if state.epoch < config.epochs:
+        return {"stopped_after_epoch": state.epoch, "epochs": config.epochs}
+    net = state.supernet
+    top1_soft = evaluate(net, val_loader, device)["top1"]
+    unconverged = harden_all(net, net.lam)
+    for name in unconverged:
+        log.warning("%s did not converge; taking its arg-max candidate", name)
+    metrics = evaluate(net, val_loader, device)
+    summary = {
+        "converged": not unconverged,
+        "unconverged": unconverged,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "top1": round(metrics["top1"], 3),
+        "top1_soft": round(top1_soft, 3),
+        "val_loss": round(metrics["loss"], 5),
+        "search_seconds": round(time.perf_counter() - started, 2),
+        "modules": [describe(m) for m in net.masks()],
+        "config": config.to_dict(),
+        "data": cfg_data.to_dict(),
+        "history": state.history,
+    }
+    doc = arch_document(net, state.target_macs, summary)
+    if is_main():
+        write_result(net, run_dir.search_dir, doc)
+        keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")
+        run_dir.mark_done("search", inputs_hash, **{k: doc[k] for k in keys})
+    barrier()
+    return {k: v for k, v in doc.items() if k not in ("history", "config", "blocks", "embed_idx", "dense_arch")}

@@ -1,0 +1,102 @@
+"""The OFB search space: candidate widths per searchable unit, and the FLOPs target.
+
+OFB (Ye et al., CVPR 2024, arXiv 2403.15835, sec. 3.1) searches three unit types of a ViT:
+
+* the embedding width, one for the whole residual stream: 50%..100% of D;
+* per block, attention heads x per-head q/k/v dim as ONE joint grid (one softmax over all pairs);
+  we allow heads {1..H} (so DeiT-T's 3 heads work) and head dims in multiples of the alignment;
+* per block, the MLP hidden width: 25%..100% of M in 1/8 steps.
+
+Every width is a multiple of ``align`` (8 by default: TensorRT and tensor cores prefer it); the dense width is
+always a candidate, so the search can keep a unit whole.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from ofb_deploy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """Candidate grid settings.
+
+    Args:
+        align: every candidate width (embed, head dim, MLP) is a multiple of this.
+        embed_min: smallest embed width as a fraction of the dense one.
+        mlp_min: smallest MLP width as a fraction of the dense one.
+        mlp_steps: MLP candidates are ``k/mlp_steps`` of the dense width (then aligned).
+    """
+
+    align: int = 8
+    embed_min: float = 0.5
+    mlp_min: float = 0.25
+    mlp_steps: int = 8
+
+    def __post_init__(self) -> None:
+        if self.align < 1:
+            raise ConfigError(f"align must be >= 1, got {self.align}")
+        for name in ("embed_min", "mlp_min"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {value}")
+        if self.mlp_steps < 1:
+            raise ConfigError(f"mlp_steps must be >= 1, got {self.mlp_steps}")
+
+
+def _aligned_range(full: int, low: float, align: int) -> list[int]:
+    """Multiples of ``align`` in ``[low, full]``, plus ``full`` itself."""
+    first = max(align, math.ceil(low / align) * align)
+    return sorted({*range(first, full + 1, align), full})
+
+
+def embed_candidates(embed_dim: int, space: SpaceConfig) -> list[int]:
+    """Embed widths, ascending (the last is the dense width)."""
+    return _aligned_range(embed_dim, space.embed_min * embed_dim, space.align)
+
+
+def mlp_candidates(mlp_hidden: int, space: SpaceConfig) -> list[int]:
+    """MLP hidden widths ``k/steps * M`` from ``mlp_min``, rounded to the alignment, ascending."""
+    sizes = set()
+    for k in range(1, space.mlp_steps + 1):
+        frac = k / space.mlp_steps
+        if frac + 1e-9 < space.mlp_min:
+            continue
+        width = round(frac * mlp_hidden / space.align) * space.align
+        sizes.add(min(mlp_hidden, max(space.align, width)))
+    sizes.add(mlp_hidden)
+    return sorted(sizes)
+
+
+def attn_candidates(num_heads: int, head_dim: int, space: SpaceConfig) -> list[tuple[int, int]]:
+    """The joint (heads, head dim) grid, ordered by width then heads; the last is the dense pair."""
+    dims = _aligned_range(head_dim, space.align, space.align)
+    grid = [(h, d) for h in range(1, num_heads + 1) for d in dims]
+    return sorted(grid, key=lambda hd: (hd[0] * hd[1], hd[0]))
+
+
+_TARGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([kmgt]?)\s*(?:macs?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_flops_target(target: str | float, dense_macs: int) -> int:
+    """Turn a FLOPs target into MACs: a fraction of the dense model (``0.5``) or absolute (``1.2G``, ``800M``).
+
+    Args:
+        target: a number in (0, 1] (fraction), or a MAC count with an optional K/M/G/T suffix.
+        dense_macs: MACs of the dense model per image.
+    """
+    match = _TARGET.match(str(target))
+    if match is None:
+        raise ConfigError(f"bad FLOPs target {target!r}: use a fraction like 0.5 or MACs like 1.2G / 800M")
+    value, unit = float(match.group(1)), match.group(2).lower()
+    macs = value * dense_macs if (not unit and value <= 1) else value * _UNITS[unit]
+    if macs <= 0:
+        raise ConfigError(f"FLOPs target {target!r} must be positive")
+    if macs > dense_macs:
+        raise ConfigError(f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's "
+                          f"{dense_macs / 1e6:.2f} MMACs")
+    return int(round(macs))

@@ -1,0 +1,102 @@
+"""Hand-written architectures: widths given as counts, units chosen by weight magnitude.
+
+A user who knows the widths they want (say from a paper's table, or to try a uniform 50% cut) writes::
+
+    {"embed_dim": 48, "blocks": [{"heads": 2, "head_dim": 16, "mlp_hidden": 64}, ...one per block]}
+
+and ``record_from_counts`` picks, from a dense checkpoint, the top units by L1 magnitude (heads ranked by the
+sum over their channels, then channels within each kept head, as the OFB search ranks them; see
+``importance.py``). Every bad file fails with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.slicing.importance import attn_importance, embed_importance, mlp_importance, top_k
+from ofb_deploy.slicing.record import BlockRecord, SliceRecord
+from ofb_deploy.utils.io import read_json
+
+TOP_KEYS = ("embed_dim", "blocks")
+BLOCK_KEYS = ("heads", "head_dim", "mlp_hidden")
+
+
+def _count(value: Any, where: str, limit: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive, got {value}")
+    if value > limit:
+        raise ConfigError(f"{where} = {value} is larger than the dense model's {limit} {what}")
+    return value
+
+
+def _check_keys(obj: Any, allowed: tuple[str, ...], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    missing = [k for k in allowed if k not in obj]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+
+
+def parse_counts(doc: Any, dense: ArchSpec, source: str = "arch file") -> dict[str, Any]:
+    """Validate a count-only width document against the dense spec; return it normalised.
+
+    Args:
+        doc: the parsed JSON.
+        dense: the dense model's spec (limits).
+        source: how errors name the document.
+    """
+    _check_keys(doc, TOP_KEYS, source)
+    embed = _count(doc["embed_dim"], f"{source}: embed_dim", dense.embed_dim, "channels")
+    blocks = doc["blocks"]
+    if not isinstance(blocks, list) or len(blocks) != dense.depth:
+        got = len(blocks) if isinstance(blocks, list) else type(blocks).__name__
+        raise ConfigError(f"{source}: 'blocks' needs {dense.depth} entries (one per block), got {got}")
+    out = []
+    for i, block in enumerate(blocks):
+        where = f"{source}: blocks[{i}]"
+        _check_keys(block, BLOCK_KEYS, where)
+        heads = block["heads"]
+        if isinstance(heads, int) and not isinstance(heads, bool) and heads > dense.num_heads[i]:
+            raise ConfigError(f"{where}: {heads} heads, but the dense block has only {dense.num_heads[i]}")
+        out.append(
+            {
+                "heads": _count(heads, f"{where}.heads", dense.num_heads[i], "heads"),
+                "head_dim": _count(block["head_dim"], f"{where}.head_dim", dense.head_dim[i], "head dim"),
+                "mlp_hidden": _count(block["mlp_hidden"], f"{where}.mlp_hidden", dense.mlp_hidden[i], "neurons"),
+            }
+        )
+    return {"embed_dim": embed, "blocks": out}
+
+
+def record_from_counts(counts: dict[str, Any], dense_state: dict[str, torch.Tensor], dense: ArchSpec) -> SliceRecord:
+    """Choose the kept units for count-only widths by weight magnitude.
+
+    Args:
+        counts: output of ``parse_counts``.
+        dense_state: the dense weights.
+        dense: the dense spec.
+    """
+    embed = top_k(embed_importance(dense_state, dense), counts["embed_dim"])
+    blocks = []
+    for i, want in enumerate(counts["blocks"]):
+        score = attn_importance(dense_state, dense, i)
+        heads = top_k(score.sum(1), want["heads"])
+        channels = tuple(top_k(score[h], want["head_dim"]) for h in heads)
+        mlp = top_k(mlp_importance(dense_state, dense, i), want["mlp_hidden"])
+        blocks.append(BlockRecord(heads, channels, mlp))
+    return SliceRecord(dense_arch=dense, embed_idx=embed, blocks=tuple(blocks), source="handwritten")
+
+
+def load_counts(path: str | Path, dense: ArchSpec) -> dict[str, Any]:
+    """Read and validate a hand-written width file (malformed JSON fails with one line)."""
+    return parse_counts(read_json(path, "arch file"), dense, source=str(path))

@@ -1,0 +1,72 @@
+"""Unit importance from weight magnitude, for hand-written widths and for ``--align`` top-ups.
+
+Where the search's scales say nothing (a dense checkpoint, or units the search dropped, whose scale is zero),
+a unit is ranked by the L1 norm of every weight that reads from or writes to it (the magnitude criterion of
+Li et al. 2017, "Pruning Filters for Efficient ConvNets", applied to the coupled groups of a ViT as
+Torch-Pruning's ``GroupMagnitudeImportance`` does). Each tensor's contribution is divided by its mean, so a
+large tensor (fc1) does not drown a small one (the patch embedding).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ofb_deploy.models.arch_spec import ArchSpec
+
+
+def _norm(values: torch.Tensor) -> torch.Tensor:
+    values = values.to(torch.float64)
+    mean = values.mean()
+    return values / mean if mean > 0 else values
+
+
+def embed_importance(state: dict[str, torch.Tensor], spec: ArchSpec) -> torch.Tensor:
+    """Importance of each residual-stream channel, shape ``(embed_dim,)``."""
+    parts = [
+        state["patch_embed.proj.weight"].abs().flatten(1).sum(1),
+        state["head.weight"].abs().sum(0),
+    ]
+    for i in range(spec.depth):
+        p = f"blocks.{i}."
+        parts.append(state[p + "attn.qkv.weight"].abs().sum(0))
+        parts.append(state[p + "attn.proj.weight"].abs().sum(1))
+        parts.append(state[p + "mlp.fc1.weight"].abs().sum(0))
+        parts.append(state[p + "mlp.fc2.weight"].abs().sum(1))
+    return sum(_norm(x) for x in parts)
+
+
+def attn_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) -> torch.Tensor:
+    """Importance of each (head, channel) of a block, shape ``(heads, head_dim)``; heads rank by row sums."""
+    p = f"blocks.{block}.attn."
+    h, d = spec.num_heads[block], spec.head_dim[block]
+    qkv = state[p + "qkv.weight"].abs().sum(1).reshape(3, h * d)
+    score = sum(_norm(x) for x in qkv) + _norm(state[p + "proj.weight"].abs().sum(0))
+    return score.reshape(h, d)
+
+
+def mlp_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) -> torch.Tensor:
+    """Importance of each MLP neuron of a block, shape ``(mlp_hidden,)``."""
+    p = f"blocks.{block}.mlp."
+    return _norm(state[p + "fc1.weight"].abs().sum(1)) + _norm(state[p + "fc2.weight"].abs().sum(0))
+
+
+def top_k(
+    scores: torch.Tensor,
+    k: int,
+    keep: tuple[int, ...] = (),
+    tiebreak: torch.Tensor | None = None,
+) -> tuple[int, ...]:
+    """Ascending indices of ``keep`` plus the best other entries of ``scores``, ``k`` in all.
+
+    Args:
+        scores: one score per unit (higher is more important).
+        k: how many indices to return (``>= len(keep)``).
+        keep: indices that stay whatever their score.
+        tiebreak: second score for equal ``scores`` (e.g. magnitude among units the search zeroed); then index.
+    """
+    kept = set(keep)
+    others = [i for i in range(scores.numel()) if i not in kept]
+    second = tiebreak if tiebreak is not None else torch.zeros_like(scores)
+    # Python's sort is stable: units equal on both scores keep index order, so the choice is deterministic
+    order = sorted(others, key=lambda i: (-float(scores[i]), -float(second[i])))
+    return tuple(sorted(kept | set(order[: k - len(kept)])))

@@ -1,0 +1,184 @@
+"""``bench``: latency of one engine, ONNX file or model folder at several batch sizes (``ofb-deploy bench``).
+
+The target decides the default backend: a model folder runs on eager PyTorch, an ``.onnx`` on ONNX Runtime CPU,
+an ``.engine`` on the backend its sidecar names. A model folder benchmarked on an ONNX Runtime backend uses the
+folder's own ``<stem>.onnx`` when there is one, else a temporary export. With ``baseline`` the two targets are
+timed interleaved in this process (``interleaved.py``) and each batch gets a speedup ``baseline / target``.
+Inputs are seeded random images of the model's input shape: latency does not depend on pixel values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.validate.interleaved import measure_interleaved
+from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
+
+log = logging.getLogger(__name__)
+
+BENCH_SCHEMA_VERSION = 1
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """``"1,8,32"`` to ``(1, 8, 32)``, with a one-line error for anything else."""
+    try:
+        batches = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--batch expects comma-separated integers such as 1,8,32, got {text!r}") from None
+    if not batches or any(b < 1 for b in batches):
+        raise ConfigError(f"--batch needs positive batch sizes, got {text!r}")
+    return batches
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    from ofb_deploy.engines.sidecar import read_sidecar
+
+    return read_sidecar(path)
+
+
+def target_kind(target: Path) -> str:
+    """``model`` (a model folder), ``onnx`` or ``engine``; a one-line error for anything else."""
+    if target.is_dir():
+        return "model"
+    if not target.is_file():
+        raise ArtifactError(f"benchmark target not found: {target}")
+    if target.suffix == ".onnx":
+        return "onnx"
+    if target.suffix == ".engine":
+        return "engine"
+    raise ConfigError(f"{target}: expected a model folder, an .onnx or an .engine file")
+
+
+def default_backend(target: Path) -> str:
+    """The backend a target runs on when none is given."""
+    kind = target_kind(target)
+    if kind == "engine":
+        return str(_sidecar(target)["backend"])
+    return "torch" if kind == "model" else "ort-cpu"
+
+
+def target_precision(target: Path) -> str:
+    """Precision of a target: from an engine's sidecar, an ONNX name (``x.int8.onnx``), else ``fp32``."""
+    kind = target_kind(target)
+    if kind == "engine":
+        return str(_sidecar(target).get("precision", "fp32"))
+    for precision in ("int8", "fp16"):
+        if target.name.endswith(f".{precision}.onnx"):
+            return precision
+    return "fp32"
+
+
+@contextlib.contextmanager
+def runnable_path(target: Path, backend: str) -> Iterator[Path]:
+    """The path a backend's runner takes: a model folder becomes an ONNX for non-torch backends."""
+    if target_kind(target) != "model" or backend == "torch":
+        yield target
+        return
+    from ofb_deploy.models.checkpoint import MODEL_STEMS
+
+    for stem in MODEL_STEMS:
+        if (target / f"{stem}.onnx").is_file() and (target / f"{stem}.json").is_file():
+            yield target / f"{stem}.onnx"
+            return
+    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.models.checkpoint import load_model_dir
+
+    with tempfile.TemporaryDirectory(prefix="ofb-bench-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        log.info("exporting %s to a temporary ONNX for %s", target, backend)
+        export_onnx(load_model_dir(target), path)
+        yield path
+
+
+def random_feed(runner: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded normal images of the runner's input shape with batch ``batch``."""
+    spec = next(s for s in runner.input_specs() if s.name == INPUT_NAME)
+    dims = spec.shape[1:]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        raise ConfigError(f"{runner.name}: input {spec.name} has dynamic dims {spec.shape}; cannot make inputs")
+    rng = np.random.default_rng(seed)
+    return {INPUT_NAME: rng.standard_normal((batch, *dims), dtype=np.float32)}
+
+
+def bench(
+    target: Path,
+    *,
+    backend: str | None = None,
+    batches: tuple[int, ...] = (1, 8, 32),
+    baseline: Path | None = None,
+    threads: int | None = None,
+    warmup_s: float = 0.2,
+    min_iters: int = 10,
+    min_time_s: float = 1.0,
+    rounds: int = 6,
+) -> dict[str, Any]:
+    """Latency of ``target`` per batch (and its speedup over ``baseline``, timed interleaved).
+
+    Args:
+        target: model folder, ``.onnx`` or ``.engine``.
+        backend: backend name (default from the target, see ``default_backend``).
+        batches: batch sizes.
+        baseline: another target timed on the same backend for a speedup (e.g. the dense model).
+        threads: CPU threads of ``torch``/``ort-cpu`` (``None``: library default).
+        warmup_s: warm-up seconds per batch.
+        min_iters: fewest timed iterations per batch.
+        min_time_s: fewest timed seconds per batch.
+        rounds: interleaving rounds per batch (with ``baseline``).
+    """
+    from ofb_deploy.engines.registry import make_runner
+
+    target = Path(target)
+    backend = backend or default_backend(target)
+    doc: dict[str, Any] = {"schema_version": BENCH_SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    doc |= {"target": str(target), "backend": backend, "precision": target_precision(target), "threads": threads}
+    doc["timing"] = {"warmup_s": warmup_s, "min_iters": min_iters, "min_time_s": min_time_s}
+    with contextlib.ExitStack() as stack:
+        path = stack.enter_context(runnable_path(target, backend))
+        runner = stack.enter_context(make_runner(backend, path, doc["precision"], threads=threads, name="target"))
+        if baseline is None:
+            results = {str(b): _single(runner, b, warmup_s, min_iters, min_time_s) for b in batches}
+        else:
+            doc["baseline"] = str(baseline)
+            base_path = stack.enter_context(runnable_path(Path(baseline), backend))
+            base = stack.enter_context(
+                make_runner(backend, base_path, target_precision(Path(baseline)), threads=threads, name="baseline")
+            )
+            results = {
+                str(b): _pair(
+                    runner, base, b, rounds=rounds, warmup_s=warmup_s, min_iters=min_iters, min_time_s=min_time_s
+                )
+                for b in batches
+            }
+        doc["runner"] = runner.describe()
+    doc["results"] = results
+    doc["machine"] = machine_info()
+    return doc
+
+
+def _single(runner: Any, batch: int, warmup_s: float, min_iters: int, min_time_s: float) -> dict[str, Any]:
+    report = measure_latency(
+        runner, random_feed(runner, batch), warmup_s=warmup_s, min_iters=min_iters, min_time_s=min_time_s
+    )
+    log.info(report.summary())
+    return report.to_dict()
+
+
+def _pair(runner: Any, base: Any, batch: int, **timing: Any) -> dict[str, Any]:
+    result = measure_interleaved({"baseline": base, "target": runner}, random_feed(runner, batch), **timing)
+    reports: dict[str, LatencyReport] = result.reports
+    out = reports["target"].to_dict()
+    out["baseline"] = reports["baseline"].to_dict()
+    out["speedup"] = result.speedup("baseline", "target")
+    out["round_speedup"] = result.round_speedup("baseline", "target")
+    log.info("%s; speedup over baseline %.2fx", reports["target"].summary(), out["speedup"])
+    return out

@@ -1,0 +1,225 @@
+"""Output comparison between runners (Polygraphy's ``Comparator`` idea, reduced to what a ViT needs).
+
+``run_runners`` feeds the same reader to several runners and keeps every output (and the labels, when the
+reader has them) as ``RunResults``; ``compare_outputs`` scores one candidate against one fp32 reference with the
+numbers DEPLOY.md asks for: max, mean and p99 absolute error, cosine similarity (per sample, averaged) and top-1
+agreement. Tolerances are optional; a report with tolerances says whether it ``passed`` and why not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ofb_deploy.data.readers import CalibrationReader
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.vit import OUTPUT_NAME
+
+if TYPE_CHECKING:  # engines import this module; keep the import one-way at run time
+    from ofb_deploy.engines.base import Runner
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    """How far one output of a candidate is from the reference.
+
+    Args:
+        output: the output name compared.
+        samples: rows compared (the batch axis summed over all feeds).
+        max_abs: largest absolute difference.
+        mean_abs: mean absolute difference.
+        p99_abs: 99th percentile of the absolute difference.
+        cosine: per-sample cosine similarity, averaged over samples.
+        min_cosine: the worst sample's cosine similarity.
+        top1_agreement: fraction (0..1) of samples whose argmax agrees.
+        failures: why the report fails its tolerances (empty: passed or no tolerances).
+    """
+
+    output: str
+    samples: int
+    max_abs: float
+    mean_abs: float
+    p99_abs: float
+    cosine: float
+    min_cosine: float
+    top1_agreement: float
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when every tolerance given to ``compare_outputs`` holds."""
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["failures"] = list(self.failures)
+        doc["passed"] = self.passed
+        return doc
+
+    def summary(self) -> str:
+        """One line for logs and errors."""
+        return (
+            f"max {self.max_abs:.3g}, mean {self.mean_abs:.3g}, p99 {self.p99_abs:.3g}, "
+            f"cosine {self.cosine:.6f}, top-1 agreement {100 * self.top1_agreement:.2f}% on {self.samples}"
+        )
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a2 = a.reshape(len(a), -1).astype(np.float64)
+    b2 = b.reshape(len(b), -1).astype(np.float64)
+    denom = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
+    dot = (a2 * b2).sum(axis=1)
+    # NOTE: two all-zero rows are identical (cosine 1); one zero row against a non-zero one is cosine 0
+    both_zero = denom == 0
+    return np.where(
+        both_zero, np.where(np.abs(a2 - b2).max(axis=1) == 0, 1.0, 0.0), dot / np.where(both_zero, 1, denom)
+    )
+
+
+def compare_outputs(
+    reference: dict[str, np.ndarray],
+    candidate: dict[str, np.ndarray],
+    *,
+    output: str = OUTPUT_NAME,
+    max_abs: float | None = None,
+    mean_abs: float | None = None,
+    min_cosine: float | None = None,
+    min_top1: float | None = None,
+) -> AccuracyReport:
+    """Score ``candidate[output]`` against ``reference[output]``.
+
+    Args:
+        reference: output name to array (batch axis first), from the fp32 reference.
+        candidate: the same for the engine under test; cast to float32 before comparing.
+        output: which output to compare.
+        max_abs: fail when the max absolute error exceeds this.
+        mean_abs: fail when the mean absolute error exceeds this.
+        min_cosine: fail when the mean per-sample cosine is below this.
+        min_top1: fail when top-1 agreement (0..1) is below this.
+    """
+    if output not in reference or output not in candidate:
+        raise ConfigError(
+            f"output {output!r} missing: reference has {sorted(reference)}, candidate {sorted(candidate)}"
+        )
+    ref = np.asarray(reference[output], dtype=np.float32)
+    cand = np.asarray(candidate[output], dtype=np.float32)
+    if ref.shape != cand.shape:
+        raise ConfigError(f"output {output!r}: reference shape {ref.shape} differs from candidate {cand.shape}")
+    if ref.size == 0:
+        raise ConfigError(f"output {output!r} is empty: nothing to compare")
+    diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    cos = _cosine_rows(ref, cand)
+    top1 = float(np.mean(ref.reshape(len(ref), -1).argmax(1) == cand.reshape(len(cand), -1).argmax(1)))
+    stats = {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "cosine": float(cos.mean()),
+        "top1_agreement": top1,
+    }
+    limits = [("max_abs", max_abs, "<="), ("mean_abs", mean_abs, "<="), ("cosine", min_cosine, ">=")]
+    limits.append(("top1_agreement", min_top1, ">="))
+    failures = tuple(
+        f"{key} {stats[key]:.4g} {'>' if op == '<=' else '<'} {limit:.4g}"
+        for key, limit, op in limits
+        if limit is not None and (stats[key] > limit if op == "<=" else stats[key] < limit)
+    )
+    if not np.isfinite(cand).all():
+        failures += ("candidate has non-finite values",)
+    return AccuracyReport(
+        output=output,
+        samples=len(ref),
+        max_abs=stats["max_abs"],
+        mean_abs=stats["mean_abs"],
+        p99_abs=float(np.percentile(diff, 99)),
+        cosine=stats["cosine"],
+        min_cosine=float(cos.min()),
+        top1_agreement=top1,
+        failures=failures,
+    )
+
+
+@dataclass
+class RunResults:
+    """Outputs of several runners on the same feeds.
+
+    Args:
+        outputs: runner name to (output name to array, batches concatenated).
+        labels: the reader's labels in feed order, when it has any.
+    """
+
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+
+    def names(self) -> list[str]:
+        return list(self.outputs)
+
+    def compare(self, reference: str, candidate: str, **tolerances: Any) -> AccuracyReport:
+        """``compare_outputs`` between two runners of this result (keyword tolerances pass through)."""
+        for name in (reference, candidate):
+            if name not in self.outputs:
+                raise ConfigError(f"no results for runner {name!r}; have {self.names()}")
+        return compare_outputs(self.outputs[reference], self.outputs[candidate], **tolerances)
+
+    def accuracy(self, name: str, output: str = OUTPUT_NAME) -> float:
+        """Top-1 accuracy in percent of runner ``name`` against the labels."""
+        if self.labels is None:
+            raise ConfigError("the reader had no labels: accuracy needs a labelled reader")
+        pred = self.outputs[name][output].reshape(len(self.labels), -1).argmax(1)
+        return float(100.0 * np.mean(pred == self.labels))
+
+
+def _feeds(reader: CalibrationReader) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
+    # NOTE: labelled ArrayReaders yield labels alongside feeds; plain readers are rewound when they can be
+    if getattr(reader, "labels", None) is not None and hasattr(reader, "iter_labeled"):
+        yield from reader.iter_labeled()
+        return
+    if hasattr(reader, "rewind"):
+        reader.rewind()
+    while (feed := reader.get_next()) is not None:
+        yield feed, None
+
+
+def _run_one(runner: Runner, reader: CalibrationReader) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    chunks: dict[str, list[np.ndarray]] = {}
+    labels: list[np.ndarray] = []
+    for feed, lab in _feeds(reader):
+        for key, value in runner.infer(feed).items():
+            chunks.setdefault(key, []).append(np.asarray(value))
+        if lab is not None:
+            labels.append(lab)
+    if not chunks:
+        raise ConfigError("the reader gave no feeds")
+    outs = {key: np.concatenate(parts) for key, parts in chunks.items()}
+    return outs, (np.concatenate(labels) if labels else None)
+
+
+def run_runners(runners: Sequence[Runner], reader: CalibrationReader) -> RunResults:
+    """Feed every batch of ``reader`` to each runner and collect the outputs.
+
+    Runners that are not active are activated for the run and deactivated afterwards; active ones stay
+    active. The reader must be rewindable (``rewind()`` or ``iter_labeled()``) to serve several runners.
+
+    Args:
+        runners: the runners; their ``name`` keys the results (names must be unique).
+        reader: the feeds, e.g. ``make_reader(splits.val, limit=512)``.
+    """
+    names = [r.name for r in runners]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"runner names must be unique, got {names}")
+    results = RunResults()
+    for runner in runners:
+        owned = not runner.is_active
+        if owned:
+            runner.activate()
+        try:
+            outs, labels = _run_one(runner, reader)
+        finally:
+            if owned:
+                runner.deactivate()
+        results.outputs[runner.name] = outs
+        if labels is not None:
+            results.labels = labels
+    return results

@@ -1,0 +1,187 @@
+"""``report.md``: the human view of ``report.json`` (main table, architecture, accuracy, latency, speedups)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRIMARY_BACKENDS = ("ort-cpu", "tensorrt", "ort-cuda", "torch")
+
+
+def primary_key(doc: dict[str, Any]) -> str | None:
+    """The backend key the main table shows: ONNX Runtime CPU when measured, else the first measured."""
+    keys = list(doc.get("speedup", {}))
+    for key in PRIMARY_BACKENDS:
+        if key in keys:
+            return key
+    return keys[0] if keys else None
+
+
+def _fmt(value: Any, spec: str = ".2f", empty: str = "-") -> str:
+    if value is None:
+        return empty
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def main_table(doc: dict[str, Any]) -> list[str]:
+    """Dense vs subnet: MACs, params, accuracy, and median latency and speedup on the primary backend."""
+    key = primary_key(doc)
+    batches = sorted(doc["dense"]["latency"].get(key, {}), key=int) if key else []
+    header = ["model", "MACs (M)", "% of dense", "params (M)", "top-1 %", "top-5 %"]
+    header += [f"{key} p50 ms b{b}" for b in batches]
+    rows = []
+    for role in ("dense", "subnet"):
+        m = doc[role]
+        row = [role, _fmt(m["flops"] / 1e6), _fmt(100 * m["flops"] / doc["dense"]["flops"], ".1f")]
+        row += [_fmt(m["params"] / 1e6, ".3f"), _fmt(m["top1"]), _fmt(m["top5"])]
+        row += [_fmt(m["latency"][key][b]["p50_ms"], ".3f") for b in batches]
+        rows.append(row)
+    speed = doc["speedup"].get(key, {}) if key else {}
+    change = -doc["top1_drop"] if doc.get("top1_drop") is not None else None
+    rows.append(["subnet vs dense", "", "", "", _fmt(change, "+.2f"), ""])
+    rows[-1] += [f"{speed[b]:.2f}x" if b in speed else "-" for b in batches]
+    return _table(header, rows)
+
+
+def arch_table(doc: dict[str, Any]) -> list[str]:
+    """Per block: heads, head dim and MLP width, dense -> subnet."""
+    d, s = doc["dense"]["arch"], doc["subnet"]["arch"]
+    rows = []
+    for i in range(len(d["num_heads"])):
+        rows.append(
+            [
+                str(i),
+                f"{d['num_heads'][i]} -> {s['num_heads'][i]}",
+                f"{d['head_dim'][i]} -> {s['head_dim'][i]}",
+                f"{d['num_heads'][i] * d['head_dim'][i]} -> {s['num_heads'][i] * s['head_dim'][i]}",
+                f"{d['mlp_hidden'][i]} -> {s['mlp_hidden'][i]}",
+            ]
+        )
+    lines = [f"Embedding width: {d['embed_dim']} -> {s['embed_dim']}", ""]
+    return lines + _table(["block", "heads", "head dim", "attention width", "MLP hidden"], rows)
+
+
+def accuracy_table(doc: dict[str, Any]) -> list[str]:
+    """Top-1/top-5 of the PyTorch models and every engine, with agreement against PyTorch."""
+    rows = [
+        [f"torch {r}", "torch", "fp32", _fmt(doc[r]["top1"]), _fmt(doc[r]["top5"]), "100.00", "0"]
+        for r in ("dense", "subnet")
+    ]
+    for e in doc["engines"]:
+        agree = e.get("top1_agreement")
+        rows.append(
+            [
+                f"{e['role']}",
+                e["backend"],
+                e["precision"],
+                _fmt(e.get("top1")),
+                _fmt(e.get("top5")),
+                _fmt(100 * agree if agree is not None else None),
+                _fmt(e.get("max_abs"), ".2e") if "error" not in e else f"error: {e['error']}",
+            ]
+        )
+    return _table(["model", "backend", "precision", "top-1 %", "top-5 %", "agreement %", "max abs err"], rows)
+
+
+def latency_tables(doc: dict[str, Any]) -> list[str]:
+    """Per backend: percentiles and throughput of both roles at every batch, then the speedups."""
+    lines: list[str] = []
+    for key in doc["dense"]["latency"]:
+        rows = []
+        for batch in sorted(doc["dense"]["latency"][key], key=int):
+            for role in ("dense", "subnet"):
+                r = doc[role]["latency"].get(key, {}).get(batch)
+                if r is None:
+                    continue
+                rows.append(
+                    [batch, role]
+                    + [_fmt(r[f], ".3f") for f in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms")]
+                    + [_fmt(r["throughput"], ".1f")]
+                )
+        lines += (
+            [f"### {key}", ""]
+            + _table(["batch", "model", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "img/s"], rows)
+            + [""]
+        )
+    return lines
+
+
+def speedup_table(doc: dict[str, Any]) -> list[str]:
+    """Speedup and speedup / FLOPs ratio per backend and batch."""
+    rows = []
+    for key, per_batch in doc["speedup"].items():
+        for batch in sorted(per_batch, key=int):
+            per_flops = doc["speedup_per_flops"].get(key, {}).get(batch)
+            rows.append([key, batch, f"{per_batch[batch]:.2f}x", _fmt(per_flops)])
+    ratio = doc["dense"]["flops"] / doc["subnet"]["flops"]
+    lines = [
+        f"FLOPs ratio dense / subnet: {ratio:.2f}x (speedup / FLOPs ratio = 1.00 would turn the whole cut into time).",
+        "",
+    ]
+    return lines + _table(["backend", "batch", "speedup", "speedup / FLOPs ratio"], rows)
+
+
+def targets_lines(doc: dict[str, Any]) -> list[str]:
+    """Pass/fail of each target from the run config."""
+    rows = [
+        [name, _fmt(c["value"], ".3f"), _fmt(c["limit"]), "pass" if c["passed"] else "FAIL"]
+        for name, c in doc["targets"].items()
+    ]
+    return _table(["target", "value", "limit", "result"], rows) if rows else ["No targets in the run config."]
+
+
+def stages_lines(doc: dict[str, Any]) -> list[str]:
+    """Wall time per stage of `ofb-deploy run` (stages run on their own have none)."""
+    timed = {k: v for k, v in (doc.get("stages") or {}).items() if v is not None}
+    if not timed:
+        return []
+    parts = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timed.items())
+    return [f"Stage wall times: {parts} (total {sum(timed.values()):.0f} s, report not included).", ""]
+
+
+def machine_lines(doc: dict[str, Any]) -> list[str]:
+    """CPU, GPU and library versions the numbers were measured with."""
+    m = doc.get("machine", {})
+    libs = m.get("libraries", {})
+    lines = [
+        f"- CPU: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} logical cores, {m.get('cpu_affinity', '?')} usable)"
+    ]
+    lines.append(f"- GPU: {m.get('gpu', 'none')}" + (f", driver {m['gpu_driver']}" if m.get("gpu_driver") else ""))
+    wanted = ("python", "torch", "onnxruntime", "onnx", "timm", "tensorrt", "tensorrt_rtx")
+    lines.append("- libraries: " + ", ".join(f"{k} {libs[k]}" for k in wanted if k in libs))
+    return lines
+
+
+def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
+    """The whole ``report.md``.
+
+    Args:
+        doc: the ``report.json`` document.
+        images: PNG file names in the report folder to embed.
+    """
+    data = doc.get("data", {})
+    lines = [f"# ofb-deploy report: {doc['base_model']} on {data.get('name', '?')}", ""]
+    lines += [f"Run: `{doc['run_dir']}`, {data.get('val_samples', '?')} validation images, {doc['created_at']}.", ""]
+    search = doc.get("search") or {}
+    if search:
+        target = search.get("target_flops")
+        pct = 100 * target / search["dense_flops"] if target and search.get("dense_flops") else None
+        converged = search.get("converged", "?")
+        lines += [f"Search target: {_fmt(pct, '.0f')}% of dense MACs; converged: {converged}.", ""]
+    lines += ["## Summary", ""] + main_table(doc) + [""]
+    lines += stages_lines(doc)
+    lines += ["## Targets", ""] + targets_lines(doc) + [""]
+    lines += ["## Architecture per block", ""] + arch_table(doc) + [""]
+    lines += ["## Accuracy", ""] + accuracy_table(doc) + [""]
+    lines += ["## Speedups", ""] + speedup_table(doc) + [""]
+    lines += ["## Latency", ""] + latency_tables(doc)
+    if doc.get("errors"):
+        lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in doc["errors"].items()] + [""]
+    lines += ["## Machine", ""] + machine_lines(doc) + [""]
+    if images:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in images] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""PNG plots of a report (matplotlib, Agg backend: no display needed).
+
+``widths.png``: attention and MLP widths per block, dense vs subnet. ``latency_vs_batch.png``: median latency
+against batch size per backend. ``accuracy_vs_latency.png``: top-1 against per-image latency at the largest
+batch for dense, subnet and their INT8 (and other precision) engines.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.utils.io import atomic_write_bytes
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # NOTE: before pyplot is imported anywhere, so no display is ever needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_widths(doc: dict[str, Any], path: Path) -> None:
+    """Bars of attention width (heads x head dim) and MLP hidden width per block, dense vs subnet."""
+    plt = _pyplot()
+    d, s = doc["dense"]["arch"], doc["subnet"]["arch"]
+    blocks = list(range(len(d["num_heads"])))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    series = (
+        (
+            "attention width",
+            [h * w for h, w in zip(d["num_heads"], d["head_dim"], strict=True)],
+            [h * w for h, w in zip(s["num_heads"], s["head_dim"], strict=True)],
+        ),
+        ("MLP hidden", d["mlp_hidden"], s["mlp_hidden"]),
+    )
+    for ax, (title, dense, sub) in zip(axes, series, strict=True):
+        ax.bar([b - 0.2 for b in blocks], dense, width=0.4, label="dense", color="#bbbbbb")
+        ax.bar([b + 0.2 for b in blocks], sub, width=0.4, label="subnet", color="#3a76af")
+        ax.set_title(title)
+        ax.set_xlabel("block")
+        ax.set_xticks(blocks)
+        ax.set_ylim(0, 1.3 * max(dense))  # headroom so the legend never covers a bar
+        ax.legend(loc="upper right", fontsize=8, ncols=2)
+    fig.suptitle(f"embedding width {d['embed_dim']} -> {s['embed_dim']}")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_latency(doc: dict[str, Any], path: Path) -> None:
+    """Median latency vs batch size, one colour per backend, dense dashed and subnet solid (log-log)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, key in enumerate(doc["dense"]["latency"]):
+        for role, style in (("dense", "--"), ("subnet", "-")):
+            per_batch = doc[role]["latency"].get(key, {})
+            batches = sorted(per_batch, key=int)
+            ax.plot(
+                [int(b) for b in batches],
+                [per_batch[b]["p50_ms"] for b in batches],
+                style,
+                marker="o",
+                color=colors[i % len(colors)],
+                label=f"{key} {role}",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("median latency (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def accuracy_points(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """``(label, ms per image, top-1)`` for each role and backend key measured at its largest batch."""
+    top1 = {("torch", r): doc[r]["top1"] for r in ("dense", "subnet")}
+    for e in doc["engines"]:
+        if e.get("top1") is not None:
+            top1[(e["key"], e["role"])] = e["top1"]
+    points = []
+    for role in ("dense", "subnet"):
+        for key, per_batch in doc[role]["latency"].items():
+            if (key, role) not in top1 or not per_batch:
+                continue
+            batch = max(per_batch, key=int)
+            points.append((f"{role} {key}", per_batch[batch]["p50_ms"] / int(batch), top1[(key, role)]))
+    return points
+
+
+def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
+    """Top-1 against per-image latency: dense, subnet and their other-precision (INT8) engines."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, ms, acc in accuracy_points(doc):
+        marker = "s" if label.startswith("dense") else "o"
+        ax.scatter([ms], [acc], marker=marker, s=40)
+        ax.annotate(label, (ms, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("median latency per image at the largest batch (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def draw_plots(doc: dict[str, Any], out_dir: Path) -> list[str]:
+    """Draw every plot into ``out_dir``; return the file names written.
+
+    Args:
+        doc: the ``report.json`` document.
+        out_dir: the report folder.
+    """
+    names = ["widths.png"]
+    plot_widths(doc, out_dir / "widths.png")
+    if doc["dense"]["latency"]:
+        plot_latency(doc, out_dir / "latency_vs_batch.png")
+        names.append("latency_vs_batch.png")
+        if accuracy_points(doc):
+            plot_accuracy(doc, out_dir / "accuracy_vs_latency.png")
+            names.append("accuracy_vs_latency.png")
+    return names

@@ -1,0 +1,297 @@
+"""``validate_run``: accuracy of every built engine and dense-vs-subnet latency, in one JSON document.
+
+Accuracy: the PyTorch dense and subnet models (fp32, the references) and every engine in ``RUN/engines/`` run
+over the same validation images; each gets top-1/top-5 against the labels and its agreement with the PyTorch
+model of its role (``compare_outputs``: errors, cosine, top-1 agreement).
+
+Latency: for every backend and precision built for both roles (and eager PyTorch), dense and subnet are timed
+in the same process, interleaved in alternating rounds (``interleaved.py``), at each batch size. The speedup is
+``median(dense) / median(subnet)``; dividing it by the FLOPs ratio (``dense / subnet`` MACs) says how much of the
+FLOPs cut became wall time (1.0: all of it). DEPLOY.md explains why that is below 1 for small ViTs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofb_deploy.errors import ArtifactError, ConfigError, OfbError
+from ofb_deploy.models.checkpoint import read_model_dir_spec
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.models.vit import OUTPUT_NAME
+from ofb_deploy.pipeline.run_dir import ROLES, RunDir
+from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
+from ofb_deploy.utils.progress import make_progress
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """What ``validate_run`` measures.
+
+    Args:
+        batches: batch sizes timed.
+        backends: backends timed and evaluated (``None``: every engine built and runnable here, plus ``torch``).
+        precisions: precisions evaluated (``None``: all built).
+        val_size: cap on validation images (``None``: the data config's validation split).
+        eval_batch: batch size of the accuracy passes.
+        threads: CPU threads for ``torch`` and ``ort-cpu`` (``None``: the library default).
+        warmup_s: warm-up seconds per runner and batch.
+        min_iters: fewest timed iterations per runner and batch.
+        min_time_s: fewest timed seconds per runner and batch.
+        rounds: interleaving rounds per batch.
+        latency: time the engines (off: accuracy only).
+    """
+
+    batches: tuple[int, ...] = (1, 8, 32)
+    backends: tuple[str, ...] | None = None
+    precisions: tuple[str, ...] | None = None
+    val_size: int | None = None
+    eval_batch: int = 256
+    threads: int | None = None
+    warmup_s: float = 0.2
+    min_iters: int = 10
+    min_time_s: float = 1.0
+    rounds: int = 6
+    latency: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("batches", "backends", "precisions"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, tuple(value))
+        if not self.batches or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.batches):
+            raise ConfigError(f"validate batches must be positive integers, got {list(self.batches)}")
+        for key in ("eval_batch", "min_iters", "rounds"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"validate {key} must be >= 1, got {getattr(self, key)}")
+        if self.warmup_s < 0 or self.min_time_s < 0:
+            raise ConfigError("validate warmup_s and min_time_s must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ValidateConfig:
+        """Validate and build from a dict (unknown keys are an error)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"validate config: expected an object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"validate config: unknown key(s) {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"validate config: {exc}") from None
+
+
+@dataclass(frozen=True)
+class EngineFile:
+    """One built engine: ``RUN/engines/{role}.{backend}.{precision}.engine`` (plus its JSON sidecar)."""
+
+    role: str
+    backend: str
+    precision: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """The report's backend key: the backend name for fp32, ``backend.precision`` otherwise."""
+        return latency_key(self.backend, self.precision)
+
+    def sidecar(self) -> dict[str, Any]:
+        """The sidecar JSON, or ``{}`` when there is none."""
+        path = self.path.with_name(self.path.name + ".json")
+        return read_json(path, "engine sidecar") if path.is_file() else {}
+
+
+def latency_key(backend: str, precision: str) -> str:
+    """Key of a backend and precision in reports: ``ort-cpu`` (fp32) or ``ort-cpu.int8``."""
+    return backend if precision == "fp32" else f"{backend}.{precision}"
+
+
+def list_engines(run_dir: RunDir) -> list[EngineFile]:
+    """Every engine file the build stage wrote, sorted by backend, precision and role."""
+    from ofb_deploy.engines.registry import BACKENDS, PRECISIONS
+
+    found = []
+    folder = run_dir.engines_dir
+    for path in sorted(folder.glob("*.engine")) if folder.is_dir() else []:
+        parts = path.name[: -len(".engine")].split(".")
+        if len(parts) == 3 and parts[0] in ROLES and parts[1] in BACKENDS and parts[2] in PRECISIONS:
+            found.append(EngineFile(parts[0], parts[1], parts[2], path))
+    return sorted(found, key=lambda e: (e.backend, PRECISIONS.index(e.precision), ROLES.index(e.role)))
+
+
+def describe_model(run_dir: RunDir, role: str) -> dict[str, Any]:
+    """Arch, MACs and params of a role's PyTorch model (``dense`` or ``subnet``)."""
+    folder = run_dir.model_dir(role)
+    spec = read_model_dir_spec(folder)
+    return {
+        "model_dir": str(folder),
+        "arch": spec.to_dict(),
+        "flops": count_macs(spec).total,
+        "params": count_params(spec),
+    }
+
+
+def data_config(run_dir: RunDir) -> Any:
+    """The run's ``DataConfig``: from ``run.json``, else from the dense model's metadata, else Fashion-MNIST."""
+    from ofb_deploy.data import DataConfig
+
+    config = run_dir.read_config().get("data")
+    if config is None:
+        for stem in ("model", "subnet"):
+            meta = run_dir.dense_dir / f"{stem}.json"
+            if meta.is_file():
+                config = read_json(meta, "model config").get("data")
+                break
+    if isinstance(config, str):
+        return DataConfig(name=config)
+    return DataConfig.from_dict(config) if isinstance(config, dict) else DataConfig()
+
+
+def validation_reader(run_dir: RunDir, config: ValidateConfig) -> Any:
+    """Validation images of the run's data, fitted to the dense model's input, as a labelled reader."""
+    from ofb_deploy.data import build_splits, make_reader
+
+    spec = read_model_dir_spec(run_dir.model_dir("dense"))
+    splits = build_splits(data_config(run_dir), spec, train_augment=False)
+    return make_reader(splits.val, batch_size=config.eval_batch, limit=config.val_size)
+
+
+def topk(logits: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracies in percent (k capped at the number of classes).
+
+    Args:
+        logits: ``(N, classes)`` scores.
+        labels: ``(N,)`` class indices.
+        ks: which k.
+    """
+    order = np.argsort(-logits, axis=1)
+    out = {}
+    for k in ks:
+        hit = (order[:, : min(k, logits.shape[1])] == labels[:, None]).any(axis=1)
+        out[f"top{k}"] = float(100.0 * hit.mean())
+    return out
+
+
+def inputs_hash(run_dir: RunDir, config: ValidateConfig) -> str:
+    """Hash of what validation reads: its config, both models' weights and every engine file's sidecar."""
+    parts: dict[str, Any] = {"config": config.to_dict(), "data": data_config(run_dir).to_dict()}
+    for role in ROLES:
+        folder = run_dir.model_dir(role)
+        parts[role] = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
+    for engine in list_engines(run_dir):
+        side = engine.path.with_name(engine.path.name + ".json")
+        parts[engine.path.name] = sha256_file(side if side.is_file() else engine.path)
+    return sha256_json(parts)
+
+
+def _runnable(engines: list[EngineFile], config: ValidateConfig) -> tuple[list[EngineFile], dict[str, str]]:
+    from ofb_deploy.engines.registry import backend_status
+
+    keep, skipped = [], {}
+    for engine in engines:
+        if config.backends is not None and engine.backend not in config.backends:
+            continue
+        if config.precisions is not None and engine.precision not in config.precisions:
+            continue
+        status = backend_status(engine.backend)
+        if status.can_run:
+            keep.append(engine)
+        else:
+            skipped[engine.path.name] = status.reason
+    return keep, skipped
+
+
+def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[str, Any]:
+    """Measure accuracy and latency of a run's models and engines; write ``RUN/validate/validate.json``.
+
+    Args:
+        run_dir: a run whose ``train`` and ``slice`` stages are done (``export``/``build`` for engines).
+        config: what to measure (default ``ValidateConfig()``).
+    """
+    from ofb_deploy.validate.accuracy import evaluate_all
+    from ofb_deploy.validate.latency import machine_info
+    from ofb_deploy.validate.speed import time_all
+
+    config = config or ValidateConfig()
+    for role in ROLES:
+        run_dir.require(run_dir.model_dir(role), f"run the {'train' if role == 'dense' else 'slice'} stage first")
+    digest = inputs_hash(run_dir, config)
+    started = time.perf_counter()
+    models = {role: describe_model(run_dir, role) for role in ROLES}
+    engines, skipped = _runnable(list_engines(run_dir), config)
+    reader = validation_reader(run_dir, config)
+    with make_progress() as progress:
+        accuracy = evaluate_all(run_dir, reader, engines, config, progress)
+        latency = time_all(run_dir, reader, engines, config, progress) if config.latency else {}
+    for role in ROLES:
+        models[role].update(accuracy["models"][role])
+    ratio = models["dense"]["flops"] / models["subnet"]["flops"]
+    for per_batch in latency.values():
+        for entry in per_batch.values():
+            if isinstance(entry, dict) and "speedup" in entry:
+                entry["speedup_per_flops"] = entry["speedup"] / ratio
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": config.to_dict(),
+        "data": {**data_config(run_dir).to_dict(), "val_samples": int(len(reader.images))},
+        "machine": machine_info(),
+        "models": models,
+        "flops_ratio": ratio,
+        "engines": accuracy["engines"],
+        "skipped_engines": skipped,
+        "latency": latency,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    atomic_write_json(run_dir.validate_path, doc)
+    run_dir.mark_done("validate", digest, **summary(doc))
+    return doc
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers the stage marker and the CLI print: top-1 per role, speedups per backend and batch."""
+    out: dict[str, Any] = {f"{role}_top1": doc["models"][role].get("top1") for role in ROLES}
+    out["speedup"] = {
+        key: {
+            batch: round(entry["speedup"], 3)
+            for batch, entry in per_batch.items()
+            if isinstance(entry, dict) and "speedup" in entry
+        }
+        for key, per_batch in doc.get("latency", {}).items()
+        if isinstance(per_batch, dict)
+    }
+    return out
+
+
+def read_validation(run_dir: RunDir) -> dict[str, Any]:
+    """The ``validate.json`` of a run, or a one-line error saying to run the stage."""
+    path = run_dir.validate_path
+    if not path.is_file():
+        raise ArtifactError(f"{path} not found: run `ofb-deploy validate {run_dir.root}` first")
+    doc = read_json(path, "validation results")
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise ArtifactError(f"{path} has an unknown schema; run `ofb-deploy validate {run_dir.root}` again")
+    return doc
+
+
+def outputs_of(runner: Any, reader: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of one runner over a labelled reader (the runner is activated for the pass)."""
+    from ofb_deploy.validate.compare import run_runners
+
+    results = run_runners([runner], reader)
+    if results.labels is None:
+        raise OfbError("the validation reader has no labels")
+    return np.asarray(results.outputs[runner.name][OUTPUT_NAME], dtype=np.float32), results.labels
