@@ -8,6 +8,10 @@ FMNIST  = /usr/share/datasets/fashion-mnist
 RUN_DIR ?= runs/default
 
 .PHONY: install run test test-fast lint clean
+.PHONY: export engine
+.PHONY: search bench
+# benchmark scripts `make bench` runs in order (each writes JSON under benchmarks/results/)
+BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py
 
 install: $(STAMP)
 
@@ -25,8 +29,21 @@ $(STAMP): pyproject.toml
 	fi
 	@touch $(STAMP)
 
+# export: ONNX (fp32 + fp16 + QDQ int8) of every model in $(RUN_DIR), parity-checked against PyTorch
+export: install
+	$(OFB) export $(RUN_DIR) --fp16 --int8
+
+# engine: engines for BACKEND/PRECISION (default ort-cpu fp32); `$(OFB) build --list` shows what this machine has
+BACKEND   ?= ort-cpu
+PRECISION ?= fp32
+engine: install
+	$(OFB) build --list
+	$(OFB) build $(RUN_DIR) --backend $(BACKEND) --precision $(PRECISION)
+
+# run: the whole pipeline on the embedded default config (Fashion-MNIST, vit_fmnist_tiny, 50% FLOPs);
+# finished stages are skipped, a killed one resumes. Report: $(RUN_DIR)/report/report.md
 run: install
-	$(OFB) train --model vit_fmnist_tiny --data fmnist --epochs 3 --out $(RUN_DIR)/dense
+	$(OFB) run --out $(RUN_DIR)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -41,3 +58,9 @@ lint: install
 clean:
 	rm -rf runs .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+search: install
+	$(OFB) search --model vit_fmnist_tiny --checkpoint $(RUN_DIR)/dense --data fmnist --target-flops 0.5 --out $(RUN_DIR)
+
+bench: install
+	@for script in $(BENCH_SCRIPTS); do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -4,6 +4,7 @@ The flat public API below is what scripts use; stages live in subpackages. Heavy
 (TensorRT, TensorRT-RTX, onnxruntime-gpu) are imported lazily, so ``import ofb_deploy`` never fails on them.
 """
 
+from ofb_deploy.engines import build_engine, list_backends, make_runner
 from ofb_deploy.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -13,6 +14,7 @@ from ofb_deploy.errors import (
     OfbError,
     ParityError,
 )
+from ofb_deploy.export import export_onnx, export_run
 from ofb_deploy.models import (
     ArchSpec,
     OfbViT,
@@ -26,10 +28,17 @@ from ofb_deploy.models import (
 )
 from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import load_subnet, slice_subnet
+from ofb_deploy.validate.compare import compare_outputs
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "build_engine",
+    "compare_outputs",
+    "export_onnx",
+    "export_run",
+    "list_backends",
+    "make_runner",
     "ArchSpec",
     "ArtifactError",
     "BackendUnavailableError",

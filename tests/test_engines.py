@@ -105,7 +105,9 @@ def test_runner_conformance(backend: str, trained_test_vit_dir: Path, exported: 
 
 
 @pytest.mark.parametrize("precision,onnx_name", [("fp32", "model.onnx"), ("fp16", "model.fp16.onnx")])
-def test_tensorrt_rtx_cpu_aot_engine_and_sidecar(precision: str, onnx_name: str, exported: Path, tmp_path: Path) -> None:
+def test_tensorrt_rtx_cpu_aot_engine_and_sidecar(
+    precision: str, onnx_name: str, exported: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("tensorrt_rtx")
     engine = tmp_path / f"m.tensorrt-rtx.{precision}.engine"
     config = TrtBuildConfig(precision=precision, batches=(1, 4, 16), opt_level=2)
@@ -124,22 +126,36 @@ def test_tensorrt_rtx_cpu_aot_engine_and_sidecar(precision: str, onnx_name: str,
         check_sidecar(engine)
 
 
-def test_tensorrt_rtx_int8_from_qdq_and_running(exported: Path, tmp_path: Path) -> None:
+def test_tensorrt_rtx_int8_from_qdq_and_version_check(exported: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorrt_rtx")
     engine = tmp_path / "m.int8.engine"
     build_engine(exported / "model.int8.onnx", engine, "tensorrt-rtx", "int8")
     assert read_sidecar(engine)["precision"] == "int8"
-    runner = make_runner("tensorrt-rtx", engine)
-    if "tensorrt-rtx" in RUNNABLE:
-        with runner:
-            assert runner.infer({"input": np.zeros((2, 1, 16, 16), np.float32)})["logits"].shape == (2, 10)
-        return
-    with pytest.raises(BackendUnavailableError, match="RTX") as info:
-        runner.activate()
-    pytest.skip(f"TensorRT-RTX engine built on the CPU; running it needs a GPU: {info.value}")
+    # an engine built by another library version is refused with a one-line "rebuild" before any GPU work
+    side = engine.with_name(engine.name + ".json")
+    good = side.read_text()
+    side.write_text(good.replace(read_sidecar(engine)["library_version"], "0.0.0"))
+    with pytest.raises(ArtifactError, match="rebuild"):
+        make_runner("tensorrt-rtx", engine).activate()
+    side.write_text(good)
 
 
-def test_build_run_ort_and_unavailable_backends(trained_test_vit_dir: Path, exported: Path, tmp_path: Path, capsys) -> None:
+def test_tensorrt_rtx_runs_or_says_why(exported: Path) -> None:
+    pytest.importorskip("tensorrt_rtx")
+    runner = make_runner("tensorrt-rtx", exported / "model.onnx")  # builds on activate, then runs
+    if "tensorrt-rtx" not in RUNNABLE:
+        with pytest.raises(BackendUnavailableError, match="RTX") as info:
+            runner.activate()
+        assert not runner.is_active
+        pytest.skip(f"running a TensorRT-RTX engine needs a GPU: {info.value}")
+    with runner:
+        out = runner.infer({"input": np.zeros((2, 1, 16, 16), np.float32)})
+        assert out["logits"].shape == (2, 10) and runner.describe()["strongly_typed"]
+
+
+def test_build_run_ort_and_unavailable_backends(
+    trained_test_vit_dir: Path, exported: Path, tmp_path: Path, capsys
+) -> None:
     run = RunDir(tmp_path / "run", create=True)
     shutil.copytree(trained_test_vit_dir, run.dense_dir)
     with pytest.raises(ArtifactError, match="export"):

@@ -28,7 +28,9 @@ def _export_and_check(name: str, tmp_path: Path, fmnist_root: Path) -> None:
     assert info["layernorm_ops"] == 2 * model.spec.depth + 1
     assert "ReduceMean" not in info["ops"]
     spec = model.spec
-    assert info["inputs"] == {"input": {"shape": ["batch", spec.in_chans, spec.img_size, spec.img_size], "dtype": "float32"}}
+    assert info["inputs"] == {
+        "input": {"shape": ["batch", spec.in_chans, spec.img_size, spec.img_size], "dtype": "float32"}
+    }
     assert info["outputs"] == {"logits": {"shape": ["batch", spec.num_classes], "dtype": "float32"}}
     parity = ParityChecker(model, {"name": "fmnist", "root": str(fmnist_root), "val_size": 16}, images=16)
     assert parity.reader.images.shape[1:] == (spec.in_chans, spec.img_size, spec.img_size)

@@ -137,6 +137,17 @@ def test_slice_keeps_original_attention_scale(tmp_path: Path) -> None:
         assert max_err(model(x), ref) > 10 * TOL
 
 
+@pytest.mark.slow
+def test_sliced_model_has_no_masks_or_index_ops(tmp_path: Path) -> None:
+    spec = get_arch_spec("test_vit")
+    run, weights, scales, record = searched(tmp_path, spec, seed=1)
+    program = torch.export.export(slice_subnet(weights, record, scales), (real_images(spec, n=2),))
+    ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert "aten.scaled_dot_product_attention.default" in ops
+    assert not [op for op in ops if any(bad in op for bad in ("index", "gather", "mul", "where"))]
+    assert not [n for n in program.graph.nodes if n.kwargs.get("scale") is not None]  # plain 1/sqrt(d') scale
+
+
 # -- the slice stage, save and load --------------------------------------------------------------------------------
 def test_slice_run_writes_loadable_subnet(tmp_path: Path) -> None:
     spec = get_arch_spec("vit_fmnist_tiny")

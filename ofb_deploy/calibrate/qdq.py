@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -85,15 +86,55 @@ def _quantize(onnx_path: Path, out_path: Path, source: Any, config: QuantConfig)
         root.setLevel(level)
 
 
+def _entropy_ranges(onnx_path: Path, source: Any, config: QuantConfig, work: Path) -> Path:
+    """Entropy (KL) ranges with 2048 histogram bins, saved as ORT's calibration cache JSON.
+
+    NOTE: ``quantize_static`` builds its entropy calibrator with 128 bins for 128 quantized bins, which leaves
+    one candidate threshold (the full range), i.e. MinMax; calibrating here with 2048 bins gives real KL ranges.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod as OrtMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(
+        onnx_path,
+        list(config.op_types),
+        augmented_model_path=str(work / "augmented.onnx"),
+        calibrate_method=OrtMethod.Entropy,
+        providers=["CPUExecutionProvider"],
+        extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128},
+    )
+    calibrator.collect_data(source.ort_reader())
+    ranges = work / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), ranges)
+    return ranges
+
+
 def _run_quantize_static(
     onnx_path: Path, out_path: Path, source: Any, config: QuantConfig, method: dict, extra: dict
+) -> None:
+
+    with tempfile.TemporaryDirectory(prefix="ofb-calib-") as work:
+        ranges = None
+        if config.method is CalibrationMethod.ENTROPY:
+            ranges = _entropy_ranges(onnx_path, source, config, Path(work))
+        _quantize_static(onnx_path, out_path, None if ranges else source.ort_reader(), config, method, extra, ranges)
+
+
+def _quantize_static(
+    onnx_path: Path,
+    out_path: Path,
+    reader: Any,
+    config: QuantConfig,
+    method: dict,
+    extra: dict,
+    ranges: Path | None,
 ) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     quantize_static(
         str(onnx_path),
         str(out_path),
-        source.ort_reader(),
+        reader,
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(config.op_types),
         per_channel=config.per_channel,
@@ -102,6 +143,7 @@ def _run_quantize_static(
         calibrate_method=method[config.method.value],
         calibration_providers=["CPUExecutionProvider"],
         extra_options=extra,
+        calibration_cache_path=ranges,
     )
 
 

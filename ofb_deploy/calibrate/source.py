@@ -117,17 +117,24 @@ class CalibrationSource:
         """An ONNX Runtime ``CalibrationDataReader``."""
         return OrtCalibrationReader(self.reader(input_name=input_name))
 
-    def trt_calibrator(self, trt: Any, cache_path: Path, input_name: str = INPUT_NAME) -> Any:
+    def trt_calibrator(
+        self,
+        trt: Any,
+        cache_path: Path,
+        input_name: str = INPUT_NAME,
+        batch_size: int | None = None,
+    ) -> Any:
         """A TensorRT 10 ``IInt8EntropyCalibrator2`` with a cache file (see ``calibrate.trt``).
 
         Args:
             trt: the imported ``tensorrt`` module (10.x; 11 has no calibrators).
             cache_path: calibration cache; read when present, written after calibrating.
             input_name: the network input's name.
+            batch_size: calibration batch (must fit the engine's calibration profile; default: the source's).
         """
         from ofb_deploy.calibrate.trt import make_entropy_calibrator
 
-        return make_entropy_calibrator(trt, self.reader(input_name=input_name), cache_path)
+        return make_entropy_calibrator(trt, self.reader(batch_size, input_name=input_name), cache_path)
 
     def quantize_qdq(self, onnx_path: Path, out_path: Path, config: Any = None, cache_dir: Path | None = None) -> dict:
         """Write a QDQ INT8 ONNX of ``onnx_path`` (see ``calibrate.qdq.quantize_qdq``)."""

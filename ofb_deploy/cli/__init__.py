@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from rich.markup import escape
+
 from ofb_deploy.cli._app import app, err_console, setup_logging
 from ofb_deploy.errors import OfbError
 
@@ -24,6 +26,7 @@ from ofb_deploy.cli import bench as _bench  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import validate as _validate  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import report as _report  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import run as _run  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import search as _search  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except OfbError as exc:
         if os.environ.get("OFB_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         code = exc.exit_code
     if argv is None:
         sys.exit(code)

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markdown import Markdown
 
 from ofb_deploy.cli._app import app, console
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    """The report's main table and the pass/fail of its targets."""
+    from ofb_deploy.validate.markdown import main_table
+
+    console.print(Markdown("\n".join(main_table(doc))))
+    for name, check in doc["targets"].items():
+        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+        value = check["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        console.print(f"{mark} {name}: {shown} (limit {check['limit']})")
 
 
 @app.command("report")
@@ -20,11 +33,6 @@ def report_cli(
     from ofb_deploy.validate.report import render_report, report_files
 
     run = RunDir(run_dir)
-    doc = render_report(run, plots=plots)
-    for name, check in doc["targets"].items():
-        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-        value = check["value"]
-        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-        console.print(f"{mark} {name}: {shown} (limit {check['limit']})")
+    print_summary(render_report(run, plots=plots))
     for path in report_files(run):
         console.print(f"wrote {path}")

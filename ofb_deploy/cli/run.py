@@ -75,9 +75,10 @@ def run_cli(
     cfg = load_config(preset, config, overrides(**flags))
     result = run_pipeline(cfg, from_stage=from_stage, until_stage=until_stage)
     console.print(stages_table(result))
-    report = result["stages"].get("report", {}).get("result")
-    if report:
-        for name, check in report["targets"].items():
-            mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-            console.print(f"{mark} {name}: {check['value']} (limit {check['limit']})")
-        console.print(f"report -> {report['report']}")
+    report_json = Path(result["run_dir"]) / "report" / "report.json"
+    if report_json.is_file() and "report" in result["stages"]:
+        from ofb_deploy.cli.report import print_summary
+        from ofb_deploy.utils.io import read_json
+
+        print_summary(read_json(report_json, "report"))
+        console.print(f"report -> {report_json.with_suffix('.md')}")

@@ -24,7 +24,7 @@ def search_cli(
     epochs: Annotated[int, typer.Option(help="search epochs")] = 6,
     batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 128,
     train_size: Annotated[int, typer.Option(help="training images searched on (seeded subset; 0: all)")] = 10000,
-    alpha_lr: Annotated[float, typer.Option(help="learning rate of the architecture logits")] = 2e-2,
+    alpha_lr: Annotated[float, typer.Option(help="learning rate of the architecture logits")] = 5e-2,
     align: Annotated[int, typer.Option(help="candidate widths are multiples of this")] = 8,
     seed: Annotated[int, typer.Option(help="seed of data order, masks and scores")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process)")] = 0,
@@ -50,7 +50,8 @@ def search_cli(
     elif main:
         state = "converged" if res["converged"] else f"NOT converged: {', '.join(res['unconverged'])} (arg-max taken)"
         console.print(
-            f"[bold green]searched[/] {res['base_model']}: {res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs "
+            f"[bold green]searched[/] {res['base_model']}: "
+            f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs "
             f"(target {res['target_flops'] / 1e6:.2f}), {res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
             f"(soft {res['top1_soft']:.2f}%), {state}, {res['search_seconds']:.0f} s -> {out}/search"
         )

@@ -52,6 +52,7 @@ def _build_ort(onnx_path: Path, engine_path: Path, backend: str) -> dict[str, An
         "inputs": info["inputs"],
         "outputs": info["outputs"],
         "optimized": backend == "ort-cpu",
+        "built_on": "cpu: ORT-optimised graph" if backend == "ort-cpu" else "ONNX copy: the provider optimises at load",
     }
 
 
@@ -134,7 +135,7 @@ def _onnx_for(run_dir: RunDir, role: str, backend: str, precision: str) -> tuple
     return path, weak
 
 
-def _calibrator(run_dir: RunDir, role: str, onnx_path: Path, calib_images: int) -> Any:
+def _calibrator(run_dir: RunDir, role: str, onnx_path: Path, calib_images: int | None, max_batch: int) -> Any:
     from ofb_deploy.calibrate import CalibrationSource
     from ofb_deploy.export.run import data_config_of
     from ofb_deploy.models.checkpoint import read_model_dir_spec
@@ -142,9 +143,12 @@ def _calibrator(run_dir: RunDir, role: str, onnx_path: Path, calib_images: int) 
 
     model_dir = run_dir.model_dir(role)
     spec = read_model_dir_spec(model_dir)
-    source = CalibrationSource.from_data(data_config_of(model_dir, run_dir), spec, num_images=calib_images)
+    data = data_config_of(model_dir, run_dir)
+    source = CalibrationSource.from_data(data, spec, num_images=calib_images or data.calib_size, seed=data.seed)
     key = sha256_json({"onnx": sha256_file(onnx_path), "calib": source.key, "method": "entropy2"})[:20]
-    return source.trt_calibrator(import_trt("tensorrt"), run_dir.calib_dir / f"{key}.trtcache")
+    cache = run_dir.calib_dir / f"{key}.trtcache"
+    # NOTE: calibration batches must fit the calibration profile (the build profile's max batch)
+    return source.trt_calibrator(import_trt("tensorrt"), cache, batch_size=min(32, max_batch))
 
 
 def build_run(
@@ -156,7 +160,7 @@ def build_run(
     workspace_mb: int | None = None,
     timing_cache: Path | None = None,
     opt_level: int | None = None,
-    calib_images: int = 512,
+    calib_images: int | None = None,
 ) -> dict:
     """Build ``backend`` at ``precision`` for every exported role of the run; record the stage.
 
@@ -168,7 +172,7 @@ def build_run(
         workspace_mb: TensorRT workspace limit in MiB.
         timing_cache: TensorRT timing cache file (default: the run's ``engines/timing.cache``).
         opt_level: TensorRT builder optimisation level 0..5.
-        calib_images: calibration images for INT8.
+        calib_images: calibration images for INT8 (default: the run's data ``calib_size``).
 
     Returns:
         ``{role: sidecar}``.
@@ -182,7 +186,8 @@ def build_run(
     built = {}
     for role in roles:
         onnx_path, weak = _onnx_for(run_dir, role, backend, precision)
-        calibrator = _calibrator(run_dir, role, onnx_path, calib_images) if weak and precision == "int8" else None
+        weak_int8 = weak and precision == "int8"
+        calibrator = _calibrator(run_dir, role, onnx_path, calib_images, config.profile[2]) if weak_int8 else None
         engine = run_dir.engine_path(role, backend, precision)
         built[role] = build_engine(onnx_path, engine, backend, precision, config=config, calibrator=calibrator)
         log.info("built %s", engine)

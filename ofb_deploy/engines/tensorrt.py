@@ -250,9 +250,30 @@ class TrtRunner(Runner):
             loader = TrtEngineFromPath(Path(target))
         return cls(loader, library=library, precision=precision, name=name)
 
+    def _check_compatible(self) -> None:
+        """Engines are tied to the library version and (for TensorRT) the GPU model: compare with the sidecar."""
+        from ofb_deploy.engines.loaders import TrtEngineFromPath
+        from ofb_deploy.engines.registry import backend_status, cuda_device_name
+        from ofb_deploy.engines.sidecar import read_sidecar, sidecar_path
+
+        src = self._source
+        if not isinstance(src, TrtEngineFromPath) or not sidecar_path(src.path).is_file():
+            return
+        doc = read_sidecar(src.path)
+        have = backend_status(self.backend).version
+        if have and doc["library_version"] != have:
+            raise ArtifactError(
+                f"{src.path} was built with {doc['library']} {doc['library_version']}, this machine has {have}: "
+                "rebuild it with `ofb-deploy build`"
+            )
+        gpu = cuda_device_name()
+        if self.library == "tensorrt" and gpu and doc["gpu"] and doc["gpu"] != gpu:
+            raise ArtifactError(f"{src.path} was built for {doc['gpu']}, this GPU is {gpu}: rebuild it")
+
     def _activate(self) -> None:
         from ofb_deploy.engines.registry import backend_status
 
+        self._check_compatible()
         status = backend_status(self.backend)
         if not status.can_run:
             raise BackendUnavailableError(f"cannot run {self.backend} here: {status.reason}")

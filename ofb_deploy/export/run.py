@@ -94,7 +94,7 @@ def export_model(
     opset: int = MIN_OPSET,
     data: Any = None,
     parity_images: int = PARITY_IMAGES,
-    calib_images: int = 512,
+    calib_images: int | None = None,
     cache_dir: Path | None = None,
     reuse_fp32: bool = False,
 ) -> dict[str, Any]:
@@ -106,12 +106,16 @@ def export_model(
         opset: ONNX opset (>= 17).
         data: the model's data for parity and calibration (default: from the model folder, else fmnist).
         parity_images: validation images compared against PyTorch.
-        calib_images: calibration images for int8.
+        calib_images: calibration images for int8 (default: the data config's ``calib_size``).
         cache_dir: where calibration results are cached (int8).
         reuse_fp32: keep an existing fp32 file (its parity is in ``export.json``) and only derive the others.
     """
     model = load_model_dir(model_dir).eval()
-    data = data if data is not None else data_config_of(model_dir)
+    data = data_config_of(model_dir) if data is None else data
+    if isinstance(data, dict | str):
+        from ofb_deploy.data import DataConfig, as_config
+
+        data = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
     parity = ParityChecker(model, data, parity_images)
     what = str(model_dir)
     result = {"model_dir": str(model_dir), "arch": model.spec.to_dict()}
@@ -128,7 +132,8 @@ def export_model(
         from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
         from ofb_deploy.export.onnx import check_onnx
 
-        source = CalibrationSource.from_data(data, model.spec, num_images=calib_images)
+        n_calib = calib_images or getattr(data, "calib_size", 512)
+        source = CalibrationSource.from_data(data, model.spec, num_images=n_calib, seed=getattr(data, "seed", 0))
 
         def make_int8(tmp: Path) -> dict[str, Any]:
             info = quantize_qdq(paths["fp32"], tmp, source, cache_dir=cache_dir)

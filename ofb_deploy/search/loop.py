@@ -61,7 +61,10 @@ class SearchState:
             foreach=True,
         )
         self.opt_d = torch.optim.AdamW(
-            [*self.decoder.parameters(), self.supernet.mask_token], lr=cfg.decoder_lr, weight_decay=cfg.weight_decay, foreach=True
+            [*self.decoder.parameters(), self.supernet.mask_token],
+            lr=cfg.decoder_lr,
+            weight_decay=cfg.weight_decay,
+            foreach=True,
         )
         self.opt_a = make_alpha_optimizer(self.supernet, cfg.alpha_lr)
         self.window = local_window(self.supernet.spec.img_size)
@@ -122,7 +125,12 @@ class SearchState:
         onehot = sum(cfg.w_onehot * module_onehot_loss(m, weights[m.kind]) for m in net.masks())
         soft = net.soft_macs()
         fl = cfg.w_flops * flops_loss(soft, self.target_macs, self.dense_macs).to(x.device)
-        out.update(onehot=onehot, flops=fl, soft_macs=torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)), loss=loss + onehot + fl)
+        out.update(
+            onehot=onehot,
+            flops=fl,
+            soft_macs=torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)),
+            loss=loss + onehot + fl,
+        )
         return out
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, t: float) -> dict[str, float]:

@@ -82,6 +82,17 @@ def _min_macs(supernet: OfbSupernet) -> int:
     )
 
 
+def _digest(net: OfbSupernet) -> str:
+    """sha256 of the searched weights and scales (identical on every rank under torchrun)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _status(net: OfbSupernet, terms: dict[str, float], target: int) -> str:
     alive = {"embed": 0, "attn": 0, "mlp": 0}
     for m in net.masks():
@@ -110,7 +121,8 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
             for i, (x, y) in enumerate(loader):
                 t = epoch + i / n
                 terms = state.step(x.to(device), y.to(device), epoch * n + i, t)
-                if i + 1 in prune_at:
+                # NOTE: no pruning while lambda still falls: V barely reaches CE then, so p reflects FLOPs only
+                if i + 1 in prune_at and state.warm(epoch + (i + 1) / n) >= 1.0:
                     for line in state.prune(t):
                         log.info("epoch %d: %s", epoch, line)
                 if i % cfg.log_every == 0 or i + 1 == n:
@@ -149,7 +161,12 @@ def _prepare(
     state = SearchState(supernet, decoder, config, target, dense_macs, len(loader))
     state.broadcast_start()
     inputs_hash = sha256_json(
-        {"config": config.result_dict(), "data": cfg_data.to_dict(), "dense": _fingerprint(source), "arch": spec.to_dict()}
+        {
+            "config": config.result_dict(),
+            "data": cfg_data.to_dict(),
+            "dense": _fingerprint(source),
+            "arch": spec.to_dict(),
+        }
     )
     return state, loader, val_loader, inputs_hash, device, cfg_data
 
@@ -207,6 +224,7 @@ def run_search(
         "data": cfg_data.to_dict(),
         "history": state.history,
     }
+    summary["weights_sha256"] = _digest(net)
     doc = arch_document(net, state.target_macs, summary)
     if is_main():
         write_result(net, run_dir.search_dir, doc)

@@ -97,6 +97,7 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
     if macs <= 0:
         raise ConfigError(f"FLOPs target {target!r} must be positive")
     if macs > dense_macs:
-        raise ConfigError(f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's "
-                          f"{dense_macs / 1e6:.2f} MMACs")
+        raise ConfigError(
+            f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's {dense_macs / 1e6:.2f} MMACs"
+        )
     return int(round(macs))

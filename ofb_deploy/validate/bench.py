@@ -22,7 +22,7 @@ import numpy as np
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
+from ofb_deploy.validate.latency import LatencyReport, default_threads, machine_info, measure_latency
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def bench(
         backend: backend name (default from the target, see ``default_backend``).
         batches: batch sizes.
         baseline: another target timed on the same backend for a speedup (e.g. the dense model).
-        threads: CPU threads of ``torch``/``ort-cpu`` (``None``: library default).
+        threads: CPU threads of ``torch``/``ort-cpu`` (``None``: every CPU this process may use).
         warmup_s: warm-up seconds per batch.
         min_iters: fewest timed iterations per batch.
         min_time_s: fewest timed seconds per batch.
@@ -139,6 +139,8 @@ def bench(
 
     target = Path(target)
     backend = backend or default_backend(target)
+    if backend in ("torch", "ort-cpu"):
+        threads = default_threads(threads)  # fixed and recorded, never the library's silent default
     doc: dict[str, Any] = {"schema_version": BENCH_SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     doc |= {"target": str(target), "backend": backend, "precision": target_precision(target), "threads": threads}
     doc["timing"] = {"warmup_s": warmup_s, "min_iters": min_iters, "min_time_s": min_time_s}

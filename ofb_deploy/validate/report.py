@@ -122,7 +122,7 @@ def stage_seconds(run_dir: RunDir) -> dict[str, float | None]:
     from ofb_deploy.pipeline.run_dir import STAGES
 
     out = {}
-    for stage in STAGES:
+    for stage in STAGES[:-1]:  # the report cannot time itself
         record = run_dir.stage_record(stage)
         if record is not None:
             out[stage] = record.get("seconds")
@@ -179,8 +179,8 @@ def render_report(run_dir: RunDir, *, plots: bool = True) -> dict[str, Any]:
     """
     from ofb_deploy.validate.markdown import render_markdown
 
+    doc = build_report(run_dir)  # first: it fails with one line when the run is not validated
     digest = report_inputs_hash(run_dir)
-    doc = build_report(run_dir)
     out = run_dir.report_dir
     images: list[str] = []
     if plots:

@@ -43,7 +43,7 @@ class ValidateConfig:
         precisions: precisions evaluated (``None``: all built).
         val_size: cap on validation images (``None``: the data config's validation split).
         eval_batch: batch size of the accuracy passes.
-        threads: CPU threads for ``torch`` and ``ort-cpu`` (``None``: the library default).
+        threads: CPU threads for ``torch`` and ``ort-cpu`` latency (``None``: every CPU this process may use).
         warmup_s: warm-up seconds per runner and batch.
         min_iters: fewest timed iterations per runner and batch.
         min_time_s: fewest timed seconds per runner and batch.

@@ -1,0 +1,164 @@
+"""`ofb-deploy run`: config layering, stage skipping, resuming, --from/--until, and the quick preset end to end."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ofb_deploy.cli import main
+from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.pipeline import RunDir
+from ofb_deploy.pipeline.config import deep_merge, load_config, parse_set
+from ofb_deploy.pipeline.run import run_pipeline
+from ofb_deploy.utils.io import read_json
+
+ALL_STAGES = ("train", "search", "slice", "finetune", "export", "build", "validate", "report")
+
+
+def test_presets_load_and_validate() -> None:
+    default, quick = load_config("default"), load_config("quick")
+    assert default.model.startswith("vit_fmnist_") and default.search_config().target_flops == "0.5"
+    assert default.out == "runs/default" and quick.out == "runs/quick"
+    assert default.targets["max_flops_ratio"] <= 0.55
+    assert quick.train_config().epochs <= default.train_config().epochs
+
+
+def test_layering_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model: test_vit\nsearch: {epochs: 9}\nvalidate: {batches: [2]}\n")
+    config = load_config("quick", path, parse_set(["search.epochs=3", "finetune.enabled=false"]))
+    assert config.model == "test_vit" and config.search["epochs"] == 3
+    assert config.search["target_flops"] == "0.5"  # kept from the preset: mappings merge key by key
+    assert config.validate["batches"] == [2] and not config.finetune_enabled()
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("search: {epoch: 3}\n", "unknown key"),
+        ("modle: x\n", "unknown key"),
+        ("train: [1, 2]\n", "must be a mapping"),
+        ("search: {epochs: 3\n", "malformed YAML"),
+        ("validate: {batches: [0]}\n", "batches"),
+        ("build: {backend: x}\n", "unknown key"),
+    ],
+)
+def test_bad_config_files_fail_in_one_line(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config("quick", path)
+    assert main(["run", "--preset", "quick", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()  # nothing is written before the config is valid
+
+
+def test_bad_stage_names_and_set_items(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set(["search.epochs"])
+    config = load_config("quick")
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run_pipeline(config, out=tmp_path / "r", from_stage="nope")
+    with pytest.raises(ConfigError, match="comes after"):
+        run_pipeline(config, out=tmp_path / "r", from_stage="report", until_stage="train")
+    assert main(["run", "--preset", "quick", "--until", "nope", "--out", str(tmp_path / "r")]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_config(fmnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick preset shrunk to test_vit and a few hundred images; the search stops after 1 of 2 epochs."""
+    doc = {
+        "model": "test_vit",
+        "data": {"root": str(fmnist_root), "train_size": 600, "val_size": 200, "calib_size": 32},
+        "train": {"epochs": 1, "batch_size": 64},
+        "search": {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "stop_after_epochs": 1},
+        "finetune": {"epochs": 1, "batch_size": 64},
+        "export": {"parity_images": 32},
+        "build": {"backends": ["ort-cpu"], "precisions": ["fp32"]},
+        "validate": {"batches": [1, 4], "warmup_s": 0.01, "min_iters": 3, "min_time_s": 0.02, "rounds": 2},
+        "targets": {"max_flops_ratio": 0.6},
+    }
+    path = tmp_path_factory.mktemp("tiny") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _statuses(result: dict) -> dict[str, str]:
+    return {stage: info["status"].split()[0] for stage, info in result["stages"].items()}
+
+
+@pytest.mark.slow
+def test_interrupted_stage_resumes_then_everything_is_skipped(
+    tiny_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    # the search stops (resumably) after its first epoch: the pipeline stops with one line
+    with pytest.raises(ArtifactError, match="run again to resume"):
+        run_pipeline(load_config("quick", tiny_config), out=out)
+    run = RunDir(out)
+    assert run.is_done("train") and not run.is_done("search") and run.state_file("search").is_file()
+    resumed = load_config("quick", tiny_config, parse_set(["search.stop_after_epochs=null"]))
+    caplog.set_level(logging.INFO)
+    result = run_pipeline(resumed, out=out)
+    assert _statuses(result)["train"] == "skipped" and _statuses(result)["search"] == "ran"
+    assert "resumed the search after epoch 1" in caplog.text
+    assert all(run.is_done(stage) for stage in ALL_STAGES)
+    report = read_json(run.report_json_path)
+    ratio = report["subnet"]["flops_ratio"]  # a 2-epoch search of test_vit lands near, not at, the target
+    assert ratio < 0.9 and report["targets"]["flops_ratio"]["passed"] == (ratio <= 0.6)
+    assert set(report["speedup"]) == {"torch", "ort-cpu"} and set(report["speedup"]["ort-cpu"]) == {"1", "4"}
+    assert read_json(run.config_path)["model"] == "test_vit"
+    started = time.perf_counter()
+    again = run_pipeline(resumed, out=out)
+    assert set(_statuses(again).values()) == {"skipped"} and time.perf_counter() - started < 15
+
+
+@pytest.mark.slow
+def test_changed_settings_and_from_until(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = load_config("quick", tiny_config, parse_set(["search.stop_after_epochs=null", "search.epochs=1"]))
+    run_pipeline(base, out=out)
+    run = RunDir(out)
+    changed = load_config("quick", tiny_config, parse_set(["search.stop_after_epochs=null", "search.epochs=1",
+                                                             "validate.rounds=1"]))  # fmt: skip
+    statuses = _statuses(run_pipeline(changed, out=out))
+    assert [s for s in ALL_STAGES if statuses[s] == "ran"] == ["validate", "report"]
+    statuses = _statuses(run_pipeline(changed, out=out, from_stage="export", until_stage="build"))
+    assert statuses == {"train": "kept", "search": "kept", "slice": "kept", "finetune": "kept",
+                        "export": "ran", "build": "ran"}  # fmt: skip
+    assert not run.is_done("validate") and not run.is_done("report")  # stale results are forgotten
+    no_ft = load_config("quick", tiny_config, parse_set(["search.stop_after_epochs=null", "search.epochs=1",
+                                                           "finetune.enabled=false"]))  # fmt: skip
+    statuses = _statuses(run_pipeline(no_ft, out=out))
+    assert statuses["finetune"] == "disabled" and statuses["export"] == "ran"
+    assert run.model_dir("subnet") == run.slice_dir
+
+
+@pytest.mark.slow
+def test_quick_preset_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    started = time.perf_counter()
+    assert main(["run", "--preset", "quick", "--out", str(out)]) == 0
+    seconds = time.perf_counter() - started
+    run = RunDir(out)
+    report = read_json(run.report_json_path)
+    assert report["subnet"]["flops_ratio"] <= 0.55
+    assert report["speedup"]["ort-cpu"]["32"] > 0 and report["dense"]["latency"]["ort-cpu"]["1"]["p50_ms"] > 0
+    assert {e["precision"] for e in report["engines"]} == {"fp32", "int8"}
+    assert (run.report_dir / "report.md").is_file() and (run.report_dir / "widths.png").is_file()
+    logging.getLogger(__name__).info("quick preset: %.0f s", seconds)
+
+
+@pytest.mark.slow
+def test_given_checkpoint_skips_training(tiny_config: Path, trained_test_vit_dir: Path, tmp_path: Path) -> None:
+    config = load_config("quick", tiny_config, {"checkpoint": str(trained_test_vit_dir)})
+    result = run_pipeline(config, out=tmp_path / "run", until_stage="train")
+    run = RunDir(tmp_path / "run")
+    assert list(result["stages"]) == ["train"] and run.stage_record("train")["checkpoint"] == str(trained_test_vit_dir)
+    src = (trained_test_vit_dir / "model.safetensors").read_bytes()
+    assert (run.dense_dir / "model.safetensors").read_bytes() == src  # the weights, not a new training
+    assert not run.is_done("search")
