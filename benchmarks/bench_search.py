@@ -26,6 +26,7 @@ from ofb_deploy.pipeline import RunDir
 from ofb_deploy.search import OfbSupernet, SearchConfig, run_search
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
+from ofb_deploy.train.loop import set_cpu_threads
 from ofb_deploy.utils.io import atomic_write_json
 
 RESULT = Path(__file__).parent / "results" / "search.json"
@@ -88,10 +89,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    threads = set_cpu_threads()  # the same automatic choice the search and training make
     result = {
         "model": args.model,
         "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "step": step_times(args.model, args.batch_size, args.repeats),
         "flops_target": flops_error(),
         "goal_ratio": 1.3,

@@ -25,7 +25,7 @@ def fmnist_root() -> Path:
 def trained_test_vit_dir(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Path:
     """A model folder (``model.json`` + ``model.safetensors``) of ``test_vit`` trained on a Fashion-MNIST subset.
 
-    About 60% top-1 on 1000 test images (16 px, 32 wide) after ~15 s of CPU; reuse it, do not train again.
+    About 70% top-1 on 1000 test images (16 px, 32 wide) after ~15 s of CPU; reuse it, do not train again.
     """
     from ofb_deploy.data import DataConfig
     from ofb_deploy.train import TrainConfig, train

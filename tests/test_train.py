@@ -40,7 +40,7 @@ def test_short_training_beats_chance(trained_test_vit_dir: Path, fmnist_root: Pa
     doc = json.loads((trained_test_vit_dir / "model.json").read_text())
     assert doc["name"] == "test_vit" and doc["data"]["train_size"] == 4000
     assert doc["config"]["epochs"] == 3 and len(doc["history"]) == 3
-    assert doc["metrics"]["top1"] > 50.0  # chance is 10%
+    assert doc["metrics"]["top1"] > 60.0  # chance is 10%; about 70% reached
     model = load_model_dir(trained_test_vit_dir)
     splits = build_splits(DataConfig(root=str(fmnist_root), val_size=1000), model.spec)
     again = evaluate(model, build_loader(splits.val, 256, train=False, workers=0))

@@ -19,7 +19,7 @@ def train_cli(
     data: Annotated[str, typer.Option(help=_HELP_DATA)] = "fmnist",
     data_root: Annotated[str | None, typer.Option(help="folder of the Fashion-MNIST .gz files")] = None,
     epochs: Annotated[int, typer.Option(help="passes over the training set")] = 3,
-    batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 128,
+    batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 64,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 2e-3,
     seed: Annotated[int, typer.Option(help="seed of weights, shuffling, splits")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process)")] = 0,
@@ -29,6 +29,7 @@ def train_cli(
     num_classes: Annotated[int | None, typer.Option(help="classifier outputs (default: the data's)")] = None,
     img_size: Annotated[int | None, typer.Option(help="input size (default: the model's)")] = None,
     in_chans: Annotated[int | None, typer.Option(help="input channels (default: the data's)")] = None,
+    augment: Annotated[bool, typer.Option(help="augment training images (for long runs)")] = False,
     resume: Annotated[bool, typer.Option(help="continue from OUT/train_state.pt")] = False,
 ) -> None:
     """Train a model densely (AdamW, warm-up + cosine, label smoothing); torchrun runs it with DDP."""
@@ -37,7 +38,7 @@ def train_cli(
     from ofb_deploy.utils import dist
 
     data_cfg = DataConfig(name=data, root=data_root, seed=seed, train_size=train_size)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers, augment=augment)
     try:
         metrics = train(model, data_cfg, out, config, checkpoint=checkpoint, pretrained=pretrained, resume=resume,
                         num_classes=num_classes, in_chans=in_chans, img_size=img_size)  # fmt: skip

@@ -138,7 +138,11 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
 def _prepare(
     run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: Any
 ) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
+    from ofb_deploy.train.loop import set_cpu_threads
+
     device = init_distributed()
+    if device.type == "cpu":
+        set_cpu_threads()  # NOTE: fewer threads than busy cores avoids OpenMP stalls on a shared CPU
     cfg_data = as_config(data)
     if cfg_data.train_size is None and config.train_size is not None:
         cfg_data = dataclasses.replace(cfg_data, train_size=config.train_size)

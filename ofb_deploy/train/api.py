@@ -59,7 +59,7 @@ def train(
         checkpoint=checkpoint,
         pretrained=pretrained,
     )
-    splits = build_splits(cfg, model.spec)
+    splits = build_splits(cfg, model.spec, train_augment=config.augment)
     log.info("training %s on %s: %d train / %d val images", model_name, info.name, len(splits.train), len(splits.val))
     meta = {"source_model": model_name, "data": cfg.to_dict(), "checkpoint": str(checkpoint) if checkpoint else None}
     return train_model(model, splits, out_dir, config, resume=resume, meta=meta)

