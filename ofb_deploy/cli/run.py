@@ -73,7 +73,11 @@ def run_cli(
 
     flags = {k: v for k, v in locals().items() if k not in ("config", "preset", "from_stage", "until_stage")}
     cfg = load_config(preset, config, overrides(**flags))
-    result = run_pipeline(cfg, from_stage=from_stage, until_stage=until_stage)
+    try:
+        result = run_pipeline(cfg, from_stage=from_stage, until_stage=until_stage)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: run the same command again to resume where it stopped")
+        raise typer.Exit(130) from None
     console.print(stages_table(result))
     report_json = Path(result["run_dir"]) / "report" / "report.json"
     if report_json.is_file() and "report" in result["stages"]:
