@@ -51,12 +51,12 @@ def load_dense(
         data: the data config (classes and channels of a registry model).
     """
     path = Path(checkpoint) if checkpoint is not None else run_dir.dense_dir
+    if not path.exists():
+        raise ModelError(f"dense checkpoint not found: {path} (train one with 'ofb-deploy train')")
     if path.is_dir():
         return load_model_dir(path), path
     if model_name is None:
         raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
-    if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
     info = dataset_info(data)
     model = create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
     return model, path

@@ -49,7 +49,11 @@ def _errors(validation: dict[str, Any]) -> dict[str, str]:
         for batch, entry in per_batch.items():
             if isinstance(entry, dict) and "error" in entry:
                 errors[f"latency {key} batch {batch}"] = entry["error"]
-    errors.update({f"skipped {k}": v for k, v in validation.get("skipped_engines", {}).items()})
+    skipped = validation.get("skipped_engines", {})
+    reasons = {name.split(".")[1]: reason for name, reason in skipped.items()}  # engine names: role.backend.prec
+    for backend, reason in reasons.items():
+        count = sum(1 for name in skipped if name.split(".")[1] == backend)
+        errors[f"{backend}: {count} engine(s) built, not run here"] = reason
     return errors
 
 
