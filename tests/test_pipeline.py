@@ -111,6 +111,7 @@ def test_interrupted_stage_resumes_then_everything_is_skipped(
     ratio = report["subnet"]["flops_ratio"]  # a 2-epoch search of test_vit lands near, not at, the target
     assert ratio < 0.9 and report["targets"]["flops_ratio"]["passed"] == (ratio <= 0.6)
     assert set(report["speedup"]) == {"torch", "ort-cpu"} and set(report["speedup"]["ort-cpu"]) == {"1", "4"}
+    assert report["subnet"]["sliced_top1"] is not None  # fine-tuned: the sliced model is evaluated too
     assert read_json(run.config_path)["model"] == "test_vit"
     started = time.perf_counter()
     again = run_pipeline(resumed, out=out)

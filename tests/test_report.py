@@ -45,6 +45,7 @@ def test_report_json_schema(reported: RunDir) -> None:
     assert set(doc["speedup"]) == {"torch", "ort-cpu", "ort-cpu.int8"}
     assert doc["speedup"]["ort-cpu"]["4"] == validation["latency"]["ort-cpu"]["4"]["speedup"]
     assert doc["top1_drop"] == pytest.approx(doc["dense"]["top1"] - doc["subnet"]["top1"])
+    assert doc["subnet"]["sliced_top1"] is None  # no fine-tuning in this run: the subnet is the sliced model
     assert len(doc["engines"]) == 4 and all(e["top1_agreement"] is not None for e in doc["engines"])
     assert doc["targets"]["flops_ratio"]["passed"] is True
     assert doc["targets"]["speedup ort-cpu batch 4"]["passed"] is False  # 100x is out of reach on purpose

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 
@@ -33,12 +34,10 @@ def collect_info() -> dict[str, str]:
         "tensorrt": _version("tensorrt"),
         "tensorrt_rtx": _version("tensorrt_rtx"),
     }
-    try:
+    with contextlib.suppress(ImportError):
         import onnxruntime as ort
 
         info["onnxruntime providers"] = ", ".join(ort.get_available_providers())
-    except ImportError:
-        pass
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["cuda devices"] = "; ".join(names)

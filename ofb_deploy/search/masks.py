@@ -16,6 +16,7 @@ with one candidate left is final: its value is frozen into ``scale`` (zero for d
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ def ranks_desc(values: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-class BiMask(nn.Module):
+class BiMask(nn.Module, ABC):
     """Search state of one module: scores, alive units, alive candidates with their logits, final scale.
 
     Args:
@@ -148,20 +149,21 @@ class BiMask(nn.Module):
         self.final = True
         self.alpha = None
 
+    @abstractmethod
     def refresh(self) -> None:
         """Recompute cached gather indices from ``alive`` (after a load or a narrowing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def narrow(self) -> None:
         """Drop the lowest-ranked alive units beyond the widest alive candidate."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mask(self, lam: float) -> torch.Tensor:
         """Mask values of the alive units, in gather order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _scatter_alive(self, values: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Write ``values`` (alive units, in gather order) into ``scale``."""
 
 
 class ChannelMask(BiMask):

@@ -57,12 +57,17 @@ def evaluate_all(
         refs[role] = logits
         models[role] = topk(logits, labels)
         progress.advance(task)
+    sliced = None
+    if run_dir.model_dir("subnet") != run_dir.slice_dir and run_dir.slice_dir.is_dir():
+        # NOTE: the sliced model before fine-tuning shows what slicing alone keeps (no engine is built of it)
+        runner = make_runner("torch", run_dir.slice_dir, threads=config.threads, name="torch:sliced")
+        sliced = topk(*outputs_of(runner, reader))
     results = []
     for engine in engines:
         progress.update(task, info=engine.path.name)
         results.append(_evaluate_engine(engine, reader, refs[engine.role], config))
         progress.advance(task)
-    return {"models": models, "engines": results}
+    return {"models": models, "engines": results, "sliced": sliced}
 
 
 def _evaluate_engine(engine: EngineFile, reader: Any, reference: np.ndarray, config: ValidateConfig) -> dict[str, Any]:

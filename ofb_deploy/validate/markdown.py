@@ -71,6 +71,10 @@ def accuracy_table(doc: dict[str, Any]) -> list[str]:
         [f"torch {r}", "torch", "fp32", _fmt(doc[r]["top1"]), _fmt(doc[r]["top5"]), "100.00", "0"]
         for r in ("dense", "subnet")
     ]
+    if doc["subnet"].get("sliced_top1") is not None:
+        rows.append(
+            ["torch subnet before fine-tuning", "torch", "fp32", _fmt(doc["subnet"]["sliced_top1"])] + ["-"] * 3
+        )
     for e in doc["engines"]:
         agree = e.get("top1_agreement")
         rows.append(

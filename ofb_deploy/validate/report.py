@@ -110,6 +110,7 @@ def build_report(run_dir: RunDir) -> dict[str, Any]:
         }
     doc["subnet"]["flops_ratio"] = models["subnet"]["flops"] / models["dense"]["flops"]
     doc["subnet"]["params_ratio"] = models["subnet"]["params"] / models["dense"]["params"]
+    doc["subnet"]["sliced_top1"] = (validation.get("sliced") or {}).get("top1")
     top1 = (doc["dense"]["top1"], doc["subnet"]["top1"])
     doc["top1_drop"] = top1[0] - top1[1] if None not in top1 else None
     doc["speedup"] = _speedups(latency, "speedup")

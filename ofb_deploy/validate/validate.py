@@ -250,6 +250,7 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         "data": {**data_config(run_dir).to_dict(), "val_samples": int(len(reader.images))},
         "machine": machine_info(),
         "models": models,
+        "sliced": accuracy["sliced"],
         "flops_ratio": ratio,
         "engines": accuracy["engines"],
         "skipped_engines": skipped,
