@@ -20,13 +20,17 @@ err_console = Console(stderr=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Route library logging through rich on stderr."""
+    """Route logging through rich on stderr: ofb-deploy's own at INFO, third-party libraries at WARNING.
+
+    NOTE: the ONNX exporter (onnxscript/onnx_ir) logs every rewrite at INFO; users want only ours.
+    """
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+    logging.getLogger("ofb_deploy").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.callback()

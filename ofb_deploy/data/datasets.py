@@ -21,6 +21,7 @@ from ofb_deploy.data import fmnist
 from ofb_deploy.data.transforms import FIT_MODES, adapt_batch
 from ofb_deploy.errors import ConfigError, DataError
 from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.utils.config import from_mapping
 
 FMNIST_NAMES = ("fmnist", "fashion-mnist", "fashion_mnist")
 
@@ -67,13 +68,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, data: Any) -> DataConfig:
         """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"data config: expected an object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"data config: unknown key(s) {', '.join(unknown)}")
-        return cls(**data)
+        return from_mapping(cls, data, "data config")
 
 
 @dataclass(frozen=True)

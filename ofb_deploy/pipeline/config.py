@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.config import check_keys, from_mapping
 
 PRESETS = ("default", "quick")
 SECTIONS = ("data", "train", "search", "slice", "finetune", "export", "build", "validate", "targets")
@@ -77,15 +78,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> PipelineConfig:
         """Build from a parsed YAML/JSON mapping (unknown keys are an error)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        try:
-            return cls(**copy.deepcopy(data))
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        return from_mapping(cls, copy.deepcopy(data), source)
 
     # -- typed views of the sections (each validates its own keys) ------------------------------------------
     def data_config(self) -> Any:
@@ -128,15 +121,9 @@ class PipelineConfig:
         if self.finetune_enabled():
             self.finetune_config()
         self.validate_config()
-        unknown = sorted(set(self.slice) - {"align"})
-        if unknown:
-            raise ConfigError(f"slice config: unknown key(s) {', '.join(unknown)}")
-        unknown = sorted(set(self.build) - {"backends", "precisions"})
-        if unknown:
-            raise ConfigError(f"build config: unknown key(s) {', '.join(unknown)}")
-        unknown = sorted(set(self.export) - {"opset", "fp16", "int8", "parity_images"})
-        if unknown:
-            raise ConfigError(f"export config: unknown key(s) {', '.join(unknown)}")
+        check_keys(self.slice, {"align"}, "slice config")
+        check_keys(self.build, {"backends", "precisions"}, "build config")
+        check_keys(self.export, {"opset", "fp16", "int8", "parity_images"}, "export config")
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

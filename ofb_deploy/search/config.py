@@ -16,6 +16,7 @@ from typing import Any
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.search.space import SpaceConfig
+from ofb_deploy.utils.config import from_mapping
 
 # fields that do not change the search result (left out of the inputs hash)
 RUNTIME_FIELDS = ("workers", "stop_after_epochs", "log_every")
@@ -122,9 +123,4 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, data: Any) -> SearchConfig:
         """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"search config: expected an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"search config: unknown key(s) {', '.join(unknown)}")
-        return cls(**data)
+        return from_mapping(cls, data, "search config")

@@ -32,6 +32,7 @@ from ofb_deploy.search.supernet import OfbSupernet
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
+from ofb_deploy.utils.threads import set_cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,9 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
 def _prepare(
     run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: Any
 ) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
-    from ofb_deploy.train.loop import set_cpu_threads
-
     device = init_distributed()
     if device.type == "cpu":
-        set_cpu_threads()  # NOTE: fewer threads than busy cores avoids OpenMP stalls on a shared CPU
+        set_cpu_threads()
     cfg_data = as_config(data)
     if cfg_data.train_size is None and config.train_size is not None:
         cfg_data = dataclasses.replace(cfg_data, train_size=config.train_size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.config import from_mapping
 
 
 @dataclass
@@ -70,12 +71,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Any) -> TrainConfig:
         """Validate and build from a JSON-like dict (unknown keys are an error; missing keys take defaults)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"train config: expected an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"train config: unknown key(s) {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"train config: {exc}") from None
+        return from_mapping(cls, data, "train config")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from ofb_deploy.train.config import TrainConfig
 from ofb_deploy.utils import dist
 from ofb_deploy.utils.io import atomic_write_with
 from ofb_deploy.utils.progress import make_progress
+from ofb_deploy.utils.threads import set_cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +87,6 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device | None = None) 
         sums = sums.cpu()
     n = max(1.0, float(sums[3]))
     return {"top1": 100.0 * float(sums[1]) / n, "top5": 100.0 * float(sums[2]) / n, "loss": float(sums[0]) / n}
-
-
-def set_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads for CPU work and return the number used.
-
-    ``None`` picks the cores this process may use, its share under torchrun, minus the cores other processes
-    keep busy (1-min load average), at least 1. NOTE: on an oversubscribed CPU two OpenMP threads wait on each
-    other's time slices and run ~10x slower than one; an explicit ``OMP_NUM_THREADS`` is always respected.
-
-    Args:
-        threads: an explicit count, or ``None`` for the automatic choice.
-    """
-    if threads is None and os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    if threads is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        share = max(1, cores // dist.world_size())
-        free = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
-        threads = max(1, min(share, round(free)))
-    torch.set_num_threads(threads)
-    log.info("using %d CPU thread(s)", threads)
-    return threads
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

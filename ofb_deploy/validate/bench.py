@@ -21,8 +21,9 @@ import numpy as np
 
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.utils.threads import cpu_threads
 from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.latency import LatencyReport, default_threads, machine_info, measure_latency
+from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def bench(
     target = Path(target)
     backend = backend or default_backend(target)
     if backend in ("torch", "ort-cpu"):
-        threads = default_threads(threads)  # fixed and recorded, never the library's silent default
+        threads = cpu_threads(threads)  # fixed and recorded, never the library's silent default
     doc: dict[str, Any] = {"schema_version": BENCH_SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     doc |= {"target": str(target), "backend": backend, "precision": target_precision(target), "threads": threads}
     doc["timing"] = {"warmup_s": warmup_s, "min_iters": min_iters, "min_time_s": min_time_s}

@@ -260,16 +260,6 @@ def describe_runner(runner: Runner) -> dict[str, Any]:
     return desc
 
 
-def default_threads(threads: int | None = None) -> int:
-    """``threads``, or every CPU this process may use: timings always run with a fixed, recorded thread count."""
-    if threads is not None:
-        return threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on every OS
-        return os.cpu_count() or 1
-
-
 @functools.lru_cache(maxsize=1)
 def machine_info() -> dict[str, Any]:
     """CPU model and cores, GPU and driver when present, and library versions (``ofb-deploy info``)."""

@@ -17,8 +17,8 @@ from rich.progress import Progress
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.pipeline.run_dir import RunDir
+from ofb_deploy.utils.threads import cpu_threads
 from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.latency import default_threads
 from ofb_deploy.validate.validate import EngineFile, ValidateConfig, latency_key
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _time_pair(
 ) -> dict[str, Any]:
     from ofb_deploy.engines.registry import make_runner
 
-    threads = default_threads(config.threads) if backend in CPU_BACKENDS else None
+    threads = cpu_threads(config.threads) if backend in CPU_BACKENDS else None
     runners = {
         "dense": make_runner(backend, dense, precision, threads=threads, name="dense"),
         "subnet": make_runner(backend, subnet, precision, threads=threads, name="subnet"),

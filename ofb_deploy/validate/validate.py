@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.vit import OUTPUT_NAME
 from ofb_deploy.pipeline.run_dir import ROLES, RunDir
+from ofb_deploy.utils.config import from_mapping
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
 
@@ -83,15 +84,7 @@ class ValidateConfig:
     @classmethod
     def from_dict(cls, data: Any) -> ValidateConfig:
         """Validate and build from a dict (unknown keys are an error)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"validate config: expected an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"validate config: unknown key(s) {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"validate config: {exc}") from None
+        return from_mapping(cls, data, "validate config")
 
 
 @dataclass(frozen=True)
