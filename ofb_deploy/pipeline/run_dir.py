@@ -12,7 +12,7 @@ own. Layout::
       slice/    subnet.json, subnet.safetensors, slice_record.json      (stage "slice")
       finetune/ subnet.json, subnet.safetensors, train_state.pt         (stage "finetune")
       export/   {role}.onnx, {role}.fp16.onnx, {role}.int8.onnx, export.json    role: dense | subnet
-      engines/  {role}.{backend}.{precision}.engine + .json sidecar     (stage "build")
+      build/    {role}.{backend}.{precision}.engine + .json sidecar     (stage "build")
       validate/ validate.json                                           (stage "validate")
       report/   report.json, report.md, *.png                           (stage "report")
 
