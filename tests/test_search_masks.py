@@ -121,10 +121,10 @@ def test_pruning_narrows_and_finalises() -> None:
 def test_parse_flops_target() -> None:
     assert parse_flops_target("0.5", 1000) == 500
     assert parse_flops_target(0.25, 1000) == 250
-    assert parse_flops_target("800", 1000) == 800
+    assert parse_flops_target("1500", 2000) == 1500  # a bare count of 1000 or more is absolute MACs
     assert parse_flops_target("1.2G", 4_600_000_000) == 1_200_000_000
     assert parse_flops_target("800M", 4_600_000_000) == 800_000_000
-    for bad in ("half", "-1", "2G"):
+    for bad in ("half", "-1", "2G", "2.0", "800"):  # a bare 1 < x < 1000 is a mistaken fraction
         with pytest.raises(ConfigError):
             parse_flops_target(bad, 1_000_000_000)
 

@@ -112,12 +112,25 @@ class PipelineConfig:
 
         return ValidateConfig.from_dict(self.validate)
 
+    def _check_search_target(self) -> None:
+        """Fail on an impossible FLOPs target before dense training starts (the dense widths are known now)."""
+        from ofb_deploy.data import dataset_info
+        from ofb_deploy.models import get_arch_spec
+        from ofb_deploy.search.space import resolve_flops_target
+
+        search = self.search_config()
+        if self.checkpoint is not None:
+            return  # the checkpoint's own architecture decides; the search checks it when it loads it
+        info = dataset_info(self.data_config())
+        spec = get_arch_spec(self.model, num_classes=info.num_classes, in_chans=info.in_chans)
+        resolve_flops_target(search.target_flops, spec, search.space())
+
     def check(self) -> None:
         """Validate every section now, so a bad key fails before hours of work."""
         self.data_config()
         if self.checkpoint is None:
             self.train_config()
-        self.search_config()
+        self._check_search_target()
         if self.finetune_enabled():
             self.finetune_config()
         self.validate_config()

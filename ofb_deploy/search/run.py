@@ -18,7 +18,7 @@ import torch
 from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits, dataset_info, set_epoch
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.models.checkpoint import load_model_dir
-from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.flops import count_macs
 from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.pipeline.run_dir import RunDir
@@ -27,7 +27,7 @@ from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
 from ofb_deploy.search.pruning import describe, harden_all
 from ofb_deploy.search.result import arch_document, write_result
-from ofb_deploy.search.space import parse_flops_target
+from ofb_deploy.search.space import resolve_flops_target
 from ofb_deploy.search.supernet import OfbSupernet
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
@@ -67,20 +67,6 @@ def _fingerprint(source: Path) -> str:
     if source.is_file():
         return sha256_file(source)
     return sha256_json({p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))})
-
-
-def _min_macs(supernet: OfbSupernet) -> int:
-    spec = supernet.spec
-    return int(
-        macs_from_widths(
-            num_tokens=spec.num_tokens,
-            patch_pixels=spec.in_chans * spec.patch_size**2,
-            num_classes=spec.num_classes,
-            embed=min(supernet.embed_mask.candidates),
-            attn_widths=[min(h * d for h, d in m.candidates) for m in supernet.attn_masks],
-            mlp_hiddens=[min(m.candidates) for m in supernet.mlp_masks],
-        )
-    )
 
 
 def _digest(net: OfbSupernet) -> str:
@@ -148,16 +134,11 @@ def _prepare(
     model, source = load_dense(run_dir, dense_checkpoint, model_name, cfg_data)
     spec = model.spec
     dense_macs = count_macs(spec).total
-    target = parse_flops_target(config.target_flops, dense_macs)
+    target = resolve_flops_target(config.target_flops, spec, config.space())
     splits = build_splits(cfg_data, spec)
     torch.manual_seed(config.seed)
     supernet = OfbSupernet(model, config.space()).to(device)
     supernet.refresh()
-    if target < _min_macs(supernet):
-        raise ConfigError(
-            f"FLOPs target {target / 1e6:.2f} MMACs is below the smallest subnet in the search space "
-            f"({_min_macs(supernet) / 1e6:.2f} MMACs)"
-        )
     decoder = PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans).to(device)
     loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 
 from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.flops import count_macs, macs_from_widths
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
     if match is None:
         raise ConfigError(f"bad FLOPs target {target!r}: use a fraction like 0.5 or MACs like 1.2G / 800M")
     value, unit = float(match.group(1)), match.group(2).lower()
+    if not unit and 1 < value < 1000:
+        # NOTE: a bare 2.0 is almost surely a mistaken fraction, not a 2-MAC model
+        raise ConfigError(f"FLOPs target {target!r}: a fraction must be in (0, 1]; absolute MACs need a unit (1.2G)")
     macs = value * dense_macs if (not unit and value <= 1) else value * _UNITS[unit]
     if macs <= 0:
         raise ConfigError(f"FLOPs target {target!r} must be positive")
@@ -101,3 +106,38 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
             f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's {dense_macs / 1e6:.2f} MMACs"
         )
     return int(round(macs))
+
+
+def min_subnet_macs(spec: ArchSpec, space: SpaceConfig) -> int:
+    """MACs of the smallest subnet the search space holds (every module at its narrowest candidate)."""
+    return int(
+        macs_from_widths(
+            num_tokens=spec.num_tokens,
+            patch_pixels=spec.in_chans * spec.patch_size**2,
+            num_classes=spec.num_classes,
+            embed=min(embed_candidates(spec.embed_dim, space)),
+            attn_widths=[
+                min(h * d for h, d in attn_candidates(nh, hd, space))
+                for nh, hd in zip(spec.num_heads, spec.head_dim, strict=True)
+            ],
+            mlp_hiddens=[min(mlp_candidates(m, space)) for m in spec.mlp_hidden],
+        )
+    )
+
+
+def resolve_flops_target(target: str | float, spec: ArchSpec, space: SpaceConfig) -> int:
+    """``parse_flops_target`` plus a check that the search space can reach the target (fails before any work).
+
+    Args:
+        target: a fraction of the dense MACs or an absolute MAC count (see ``parse_flops_target``).
+        spec: the dense model.
+        space: the candidate widths.
+    """
+    macs = parse_flops_target(target, count_macs(spec).total)
+    smallest = min_subnet_macs(spec, space)
+    if macs < smallest:
+        raise ConfigError(
+            f"FLOPs target {macs / 1e6:.2f} MMACs is below the smallest subnet in the search space "
+            f"({smallest / 1e6:.2f} MMACs)"
+        )
+    return macs
