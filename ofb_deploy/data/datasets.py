@@ -172,6 +172,11 @@ def _fmnist_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> Data
     plain_train = AdaptedImages(train_x, train_y, spec, augment=False, fit=cfg.fit)
     val = AdaptedImages(test_x, test_y, spec, augment=False, fit=cfg.fit)
     info = dataset_info(cfg)
+    return _seeded_splits(cfg, train, plain_train, val, info)
+
+
+def _seeded_splits(cfg: DataConfig, train: Any, plain_train: Any, val: Any, info: DatasetInfo) -> DataSplits:
+    # NOTE: distinct salts keep the train, val and calibration selections independent for one seed
     return DataSplits(
         train=seeded_subset(train, cfg.train_size, cfg.seed, salt=1),
         val=seeded_subset(val, cfg.val_size, cfg.seed, salt=2),
@@ -211,13 +216,7 @@ def _folder_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> Data
         raise DataError(f"cannot read ImageFolder {root}: {exc}") from exc
     if val.classes != train.classes:
         raise DataError(f"{root}: val/ classes differ from train/ classes")
-    return DataSplits(
-        train=seeded_subset(train, cfg.train_size, cfg.seed, salt=1),
-        val=seeded_subset(val, cfg.val_size, cfg.seed, salt=2),
-        calib=seeded_subset(plain_train, cfg.calib_size, cfg.seed, salt=3),
-        num_classes=info.num_classes,
-        info=info,
-    )
+    return _seeded_splits(cfg, train, plain_train, val, info)
 
 
 def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool = True) -> DataSplits:

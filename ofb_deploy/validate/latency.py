@@ -13,6 +13,7 @@ Every report records what makes a number comparable: batch, threads, backend des
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -28,6 +29,7 @@ import numpy as np
 from ofb_deploy.data.readers import CalibrationReader, Feed
 from ofb_deploy.engines.base import Runner
 from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.threads import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -270,10 +272,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
-    try:
-        info["cpu_affinity"] = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on every OS
-        pass
+    info["cpu_affinity"] = available_cores()
     driver = gpu_driver()
     if driver:
         info["gpu_driver"] = driver
@@ -284,13 +283,10 @@ def machine_info() -> dict[str, Any]:
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
