@@ -89,7 +89,7 @@ class ValidateConfig:
 
 @dataclass(frozen=True)
 class EngineFile:
-    """One built engine: ``RUN/engines/{role}.{backend}.{precision}.engine`` (plus its JSON sidecar)."""
+    """One built engine: ``RUN/build/{role}.{backend}.{precision}.engine`` (plus its JSON sidecar)."""
 
     role: str
     backend: str
