@@ -1,6 +1,6 @@
 """``validate_run``: accuracy of every built engine and dense-vs-subnet latency, in one JSON document.
 
-Accuracy: the PyTorch dense and subnet models (fp32, the references) and every engine in ``RUN/engines/`` run
+Accuracy: the PyTorch dense and subnet models (fp32, the references) and every engine in ``RUN/build/`` run
 over the same validation images; each gets top-1/top-5 against the labels and its agreement with the PyTorch
 model of its role (``compare_outputs``: errors, cosine, top-1 agreement).
 
