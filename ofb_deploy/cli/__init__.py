@@ -27,6 +27,7 @@ from ofb_deploy.cli import validate as _validate  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import report as _report  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import run as _run  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import search as _search  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import compare as _compare  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,12 +20,18 @@ def search_cli(
     checkpoint: Annotated[Path | None, typer.Option(help=_HELP_CKPT)] = None,
     data: Annotated[str, typer.Option(help="'fmnist' or an ImageFolder folder with train/ and val/")] = "fmnist",
     data_root: Annotated[str | None, typer.Option(help="folder of the Fashion-MNIST .gz files")] = None,
-    target_flops: Annotated[str, typer.Option(help=_HELP_TARGET)] = "0.5",
-    epochs: Annotated[int, typer.Option(help="search epochs")] = 6,
-    batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 128,
-    train_size: Annotated[int, typer.Option(help="training images searched on (seeded subset; 0: all)")] = 10000,
-    alpha_lr: Annotated[float, typer.Option(help="learning rate of the architecture logits")] = 5e-2,
-    align: Annotated[int, typer.Option(help="candidate widths are multiples of this")] = 8,
+    target_flops: Annotated[str | None, typer.Option(help=_HELP_TARGET)] = None,
+    epochs: Annotated[int | None, typer.Option(help="search epochs (default 1)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="images per step on each process (default 128)")] = None,
+    train_size: Annotated[int | None, typer.Option(help="cap on training images searched on (default: all)")] = None,
+    prune_every: Annotated[int | None, typer.Option(help="steps between pruning rounds (default 20)")] = None,
+    alpha_lr: Annotated[
+        float | None, typer.Option(help="peak lr of the architecture logits (default: 0.4 / prune_every)")
+    ] = None,  # fmt: skip
+    w_flops: Annotated[float | None, typer.Option(help="weight of the FLOPs loss (default 5)")] = None,
+    score_init: Annotated[str | None, typer.Option(help="importance score init: random or magnitude")] = None,
+    distill: Annotated[bool | None, typer.Option("--distill/--no-distill", help="distil from the dense model")] = None,
+    align: Annotated[int | None, typer.Option(help="candidate widths are multiples of this (default 8)")] = None,
     seed: Annotated[int, typer.Option(help="seed of data order, masks and scores")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process)")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from RUN/search/search_state.pt")] = False,
@@ -36,8 +42,10 @@ def search_cli(
     from ofb_deploy.search import SearchConfig, run_search
     from ofb_deploy.utils import dist
 
-    config = SearchConfig(target_flops=target_flops, epochs=epochs, batch_size=batch_size, alpha_lr=alpha_lr,
-                          align=align, seed=seed, workers=workers, train_size=train_size or None)  # fmt: skip
+    given = {"target_flops": target_flops, "epochs": epochs, "batch_size": batch_size, "train_size": train_size,
+             "prune_every": prune_every, "alpha_lr": alpha_lr, "w_flops": w_flops, "score_init": score_init,
+             "distill": distill, "align": align}  # fmt: skip
+    config = SearchConfig(seed=seed, workers=workers, **{k: v for k, v in given.items() if v is not None})
     data_cfg = DataConfig(name=data, root=data_root, seed=seed)
     try:
         res = run_search(RunDir(out, create=True), config, dense_checkpoint=checkpoint, model_name=model,
@@ -48,10 +56,10 @@ def search_cli(
     if main and "stopped_after_epoch" in res:
         console.print(f"search stopped after epoch {res['stopped_after_epoch']}; continue with --resume")
     elif main:
-        state = "converged" if res["converged"] else f"NOT converged: {', '.join(res['unconverged'])} (arg-max taken)"
+        opened = f", {len(res['unconverged'])} module(s) chosen at the end" if res["unconverged"] else ""
         console.print(
             f"[bold green]searched[/] {res['base_model']}: "
             f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs "
             f"(target {res['target_flops'] / 1e6:.2f}), {res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
-            f"(soft {res['top1_soft']:.2f}%), {state}, {res['search_seconds']:.0f} s -> {out}/search"
+            f"(soft {res['top1_soft']:.2f}%){opened}, {res['search_seconds']:.0f} s -> {out}/search"
         )

@@ -99,24 +99,57 @@ def finetune_run(
         raise ConfigError(f"data has {splits.num_classes} classes, the subnet {student.spec.num_classes}")
     out = run_dir.stage_dir("finetune", create=True)
     before = _evaluate(student, splits, config) if not (resume and run_dir.state_file("finetune").is_file()) else {}
-    loss = DistillLoss(teach, distill) if teach is not None else None
     meta = {
         "source_model": str(slice_dir),
         "teacher": str(teacher or run_dir.dense_dir) if teach is not None else None,
-        "distill": vars(distill) if teach is not None else None,
         "data": cfg.to_dict(),
         "sliced_metrics": before or None,
     }
-    metrics = train_model(
-        student, splits, out, config, resume=resume, loss_fn=loss, stem=SUBNET_STEM, meta=meta,
-        state_path=run_dir.state_file("finetune"), description="finetune",
-    )  # fmt: skip
+    metrics = finetune_model(student, splits, out, config, teacher=teach, distill=distill, resume=resume, meta=meta,
+                             state_path=run_dir.state_file("finetune"))  # fmt: skip
+    meta["distill"] = vars(distill) if teach is not None else None
     if dist.is_main():
         SliceRecord.load(slice_dir / RECORD_NAME).save(out / RECORD_NAME)
         keys = ("teacher", "distill", "data")
         inputs = [sha256_file(slice_dir / f"{SUBNET_STEM}.safetensors"), config.to_dict(), [meta[k] for k in keys]]
         run_dir.mark_done("finetune", sha256_json(inputs), top1=metrics.get("top1"), sliced_top1=before.get("top1"))
     return {**metrics, "sliced_top1": before.get("top1")}
+
+
+def finetune_model(
+    student: OfbViT,
+    splits: Any,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    teacher: OfbViT | None = None,
+    distill: DistillConfig | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    state_path: Path | None = None,
+) -> dict[str, Any]:
+    """The fine-tune recipe: train ``student`` with distillation from ``teacher`` (plain CE without one).
+
+    Writes ``out_dir/subnet.{json,safetensors}`` (resume state ``state_path``, default ``out_dir/train_state.pt``)
+    and returns the final metrics. The finetune stage, ``compare`` and ``sweep`` all fine-tune through here, so
+    every method gets the same recipe.
+
+    Args:
+        student: the model to train.
+        splits: the data.
+        out_dir: output folder.
+        config: training hyper-parameters.
+        teacher: the dense model, or ``None`` for cross-entropy on the labels.
+        distill: distillation weights (default: alpha 0.5, T 4, the config's label smoothing).
+        resume: continue from the resume state when it exists.
+        meta: extra metadata for ``subnet.json``.
+        state_path: resume state file.
+    """
+    distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
+    loss = DistillLoss(teacher, distill) if teacher is not None else None
+    meta = {**(meta or {}), "distill": vars(distill) if teacher is not None else None}
+    return train_model(student, splits, Path(out_dir), config, resume=resume, loss_fn=loss, stem=SUBNET_STEM,
+                       meta=meta, state_path=state_path, description="finetune")  # fmt: skip
 
 
 def _evaluate(model: OfbViT, splits: Any, config: TrainConfig) -> dict[str, float]:

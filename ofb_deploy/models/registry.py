@@ -2,7 +2,8 @@
 
 As in timm, a registered name maps to a function returning the model's config, here an ``ArchSpec``; every
 model is an ``OfbViT`` built from its spec. ``local-dir:PATH`` rebuilds a saved model folder (JSON config plus
-safetensors) with no code edits. ``pretrained=True`` takes timm's weights (needs the network).
+safetensors) with no code edits. ``pretrained=True`` loads the weights shipped in the package when the model has
+some (``models.pretrained``; a ``name.tag`` picks one), else timm's (needs the network).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def get_arch_spec(
         spec = read_model_dir_spec(Path(name[len(LOCAL_DIR_PREFIX) :]))
     else:
         _ensure_variants()
+        name = name.partition(".")[0]  # a pretrained tag (``name.tag``) does not change the architecture
         if name not in _REGISTRY:
             raise ModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
         spec = _REGISTRY[name]()
@@ -105,10 +107,28 @@ def create_model(
         spec = get_arch_spec(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
         model = OfbViT(spec)
         if pretrained:
-            _load_timm_pretrained(model, name)
+            _load_pretrained(model, name)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model
+
+
+def _load_pretrained(model: OfbViT, name: str) -> None:
+    """Shipped weights of ``name`` when the package has them (offline), else timm's."""
+    from ofb_deploy.models.checkpoint import load_checkpoint, read_model_dir_spec
+    from ofb_deploy.models.pretrained import pretrained_dir
+
+    folder = pretrained_dir(name)
+    if folder is None:
+        return _load_timm_pretrained(model, name)
+    shipped = read_model_dir_spec(folder)
+    if shipped != model.spec:
+        raise ModelError(
+            f"the shipped weights {folder.name} are for {shipped.num_classes} classes, {shipped.in_chans} channel(s) "
+            f"at {shipped.img_size} px; this model has {model.spec.num_classes}, {model.spec.in_chans}, "
+            f"{model.spec.img_size}"
+        )
+    load_checkpoint(model, folder / "model.safetensors")
 
 
 def _load_timm_pretrained(model: OfbViT, name: str) -> None:

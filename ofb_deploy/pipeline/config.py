@@ -21,6 +21,7 @@ from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.config import check_keys, from_mapping
 
 PRESETS = ("default", "quick")
+PRETRAINED = "pretrained"  # `checkpoint: pretrained`: the model's pretrained weights (shipped, else timm's)
 SECTIONS = ("data", "train", "search", "slice", "finetune", "export", "build", "validate", "targets")
 
 
@@ -32,7 +33,8 @@ class PipelineConfig:
         name: a label for reports.
         out: run directory (``--out`` overrides it).
         model: registry name of the dense model (``list_models()``) or ``local-dir:PATH``.
-        checkpoint: dense weights (model folder or weights file); when set, dense training is skipped.
+        checkpoint: dense weights (model folder, weights file, or ``pretrained``: the model's pretrained weights,
+            shipped in the package for the presets, else timm's); when set, dense training is skipped.
         pretrained: start dense training from timm's pretrained weights (network needed).
         data: ``DataConfig`` fields.
         train: ``TrainConfig`` fields of dense training.
@@ -119,17 +121,38 @@ class PipelineConfig:
         from ofb_deploy.search.space import resolve_flops_target
 
         search = self.search_config()
-        if self.checkpoint is not None:
+        if self.checkpoint not in (None, PRETRAINED):
             return  # the checkpoint's own architecture decides; the search checks it when it loads it
         info = dataset_info(self.data_config())
         spec = get_arch_spec(self.model, num_classes=info.num_classes, in_chans=info.in_chans)
         resolve_flops_target(search.target_flops, spec, search.space())
+
+    def _check_pretrained(self) -> None:
+        """``checkpoint: pretrained`` on a model with shipped weights: they must fit the data (fails early)."""
+        from ofb_deploy.data import dataset_info
+        from ofb_deploy.models import get_arch_spec
+        from ofb_deploy.models.checkpoint import read_model_dir_spec
+        from ofb_deploy.models.pretrained import pretrained_dir
+
+        shipped = pretrained_dir(self.model)
+        if shipped is None:
+            import timm
+
+            if not timm.is_model(self.model.partition(".")[0]):
+                raise ConfigError(f"checkpoint: pretrained: no weights ship for {self.model}, and timm has none")
+            return  # timm's weights: fetched (network) when the train stage runs
+        info = dataset_info(self.data_config())
+        want = get_arch_spec(self.model, num_classes=info.num_classes, in_chans=info.in_chans)
+        if read_model_dir_spec(shipped) != want:
+            raise ConfigError(f"checkpoint: pretrained: the shipped {shipped.name} weights do not fit this data")
 
     def check(self) -> None:
         """Validate every section now, so a bad key fails before hours of work."""
         self.data_config()
         if self.checkpoint is None:
             self.train_config()
+        elif self.checkpoint == PRETRAINED:
+            self._check_pretrained()
         self._check_search_target()
         if self.finetune_enabled():
             self.finetune_config()

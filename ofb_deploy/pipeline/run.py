@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.pipeline.config import PipelineConfig
+from ofb_deploy.pipeline.config import PRETRAINED, PipelineConfig
 from ofb_deploy.pipeline.run_dir import STAGES, RunDir
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_json
 
@@ -85,24 +85,34 @@ def _train(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, A
 
 
 def _import_dense(run_dir: RunDir, config: PipelineConfig) -> dict[str, Any]:
-    """A given dense checkpoint becomes ``RUN/dense`` (model folder: loaded; weights file: for ``model``)."""
+    """A given dense checkpoint becomes ``RUN/dense``: a model folder, a weights file of ``model``, or
+    ``pretrained`` (the model's pretrained weights: shipped in the package for the presets, else timm's)."""
     from ofb_deploy.data import dataset_info
     from ofb_deploy.models import create_model, load_model_dir, save_model_dir
+    from ofb_deploy.models.pretrained import pretrained_dir
     from ofb_deploy.utils.io import sha256_file
 
-    path = Path(config.checkpoint)
     data = config.data_config()
-    if path.is_dir():
-        model = load_model_dir(path)
-        digest = sha256_json({p.name: sha256_file(p) for p in sorted(path.glob("*.safetensors"))})
+    info = dataset_info(data)
+    meta: dict[str, Any] = {"source_model": config.model, "data": data.to_dict(), "checkpoint": config.checkpoint}
+    if config.checkpoint == PRETRAINED:
+        model = create_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, pretrained=True)
+        shipped = pretrained_dir(config.model)
+        if shipped is not None:  # keep the shipped recipe, curve and top-1 next to the weights
+            doc = read_json(shipped / "model.json", "pretrained model")
+            meta.update({k: doc[k] for k in ("config", "metrics", "history") if k in doc}, pretrained=shipped.name)
+        digest = sha256_file(shipped / "model.safetensors") if shipped else f"timm:{config.model}"
     else:
-        info = dataset_info(data)
-        model = create_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
-        digest = sha256_file(path)
-    meta = {"source_model": config.model, "data": data.to_dict(), "checkpoint": str(path)}
+        path = Path(config.checkpoint)
+        if path.is_dir():
+            model = load_model_dir(path)
+            digest = sha256_json({p.name: sha256_file(p) for p in sorted(path.glob("*.safetensors"))})
+        else:
+            model = create_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
+            digest = sha256_file(path)
     save_model_dir(model, run_dir.stage_dir("train", create=True), meta=meta)
-    run_dir.mark_done("train", digest, checkpoint=str(path))
-    return {"checkpoint": str(path)}
+    run_dir.mark_done("train", digest, checkpoint=str(config.checkpoint))
+    return {"checkpoint": str(config.checkpoint)}
 
 
 def _search(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:

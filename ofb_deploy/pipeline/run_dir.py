@@ -15,6 +15,9 @@ own. Layout::
       build/    {role}.{backend}.{precision}.engine + .json sidecar     (stage "build")
       validate/ validate.json                                           (stage "validate")
       report/   report.json, report.md, *.png                           (stage "report")
+      compare/  compare.json, compare.png; seed{S}/{method}/ per method:  (`ofb-deploy compare`)
+                result.json, subnet.{json,safetensors}, subnet.onnx, train_state.pt, slice/, widths.json, run/
+      sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
 A stage is done when ``state.json`` records it with the hash of its inputs; the pipeline skips it while that
 hash is unchanged. Writes are atomic (``ofb_deploy.utils.io``).
@@ -28,6 +31,16 @@ from typing import Any
 
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.utils.io import atomic_write_json, ensure_dir, read_json
+
+# the files of one compared method's folder (``compare_method_dir`` / ``sweep_method_dir``)
+METHOD_FILES = {
+    "result": "result.json",  # written last: the method is done
+    "widths": "widths.json",  # hand-written widths (magnitude baseline; the input of `slice --arch`)
+    "start": "slice",  # the model before fine-tuning (a model folder)
+    "onnx": "subnet.onnx",  # the fine-tuned model (subnet.{json,safetensors} in the folder) for ORT timing
+    "run": "run",  # a nested run directory (OFB at another seed or target)
+    "state": "train_state.pt",
+}
 
 STAGES = ("train", "search", "slice", "finetune", "export", "build", "validate", "report")
 ROLES = ("dense", "subnet")
@@ -154,6 +167,41 @@ class RunDir:
     def timing_cache_path(self) -> Path:
         """Default TensorRT timing cache of the run (shared by its engine builds on one GPU)."""
         return self.engines_dir / "timing.cache"
+
+    # -- baselines (compare, sweep) --------------------------------------------------------------------------------
+    @property
+    def compare_dir(self) -> Path:
+        """``ofb-deploy compare`` results (not a pipeline stage: it reads a finished run)."""
+        return self.root / "compare"
+
+    @property
+    def compare_json(self) -> Path:
+        return self.compare_dir / "compare.json"
+
+    @property
+    def compare_plot(self) -> Path:
+        return self.compare_dir / "compare.png"
+
+    def compare_method_dir(self, seed: int, method: str) -> Path:
+        """Folder of one method at one seed (see ``METHOD_FILES``)."""
+        return self.compare_dir / f"seed{seed}" / method
+
+    @property
+    def sweep_dir(self) -> Path:
+        """``ofb-deploy sweep`` results."""
+        return self.root / "sweep"
+
+    @property
+    def sweep_json(self) -> Path:
+        return self.sweep_dir / "sweep.json"
+
+    @property
+    def sweep_plot(self) -> Path:
+        return self.sweep_dir / "sweep.png"
+
+    def sweep_method_dir(self, target: str, method: str) -> Path:
+        """Folder of one method at one FLOPs target (``target`` as given, e.g. ``0.3``)."""
+        return self.sweep_dir / f"target{target}" / method
 
     def require(self, path: Path, hint: str) -> Path:
         """Return ``path`` or raise a one-line error saying which stage makes it."""

@@ -1,7 +1,11 @@
-"""The OFB search loop (arXiv 2403.15835, Alg. 1): one backward per step, three AdamW optimizers, pruning
-three times per epoch, a resume checkpoint each epoch, torchrun data parallelism.
+"""The OFB search loop (arXiv 2403.15835, Alg. 1): one backward per step, three AdamW optimizers, a pruning
+round every ``prune_every`` steps from the first step on, a resume checkpoint each epoch, torchrun data
+parallelism.
 
-Loss per step: CE + detach(CE / L_mim) * L_mim + sum_m w * L_onehot(m) + w_flops * L_flops. Gradients are
+Loss per step: CE + detach(CE / L_mim) * L_mim + sum_m w * L_onehot(m) + w_flops * L_flops (with
+``distill``, CE is the distillation loss from the dense model). Schedules: weights cosine; alpha linear
+warm-up over ``warmup_epochs`` to ``peak_alpha_lr`` then cosine (as the authors); lambda and the PMIM ratio
+linear over the warm-up. Gradients are
 averaged over ranks by hand (one all-reduce of the flattened grads) rather than by a DDP wrapper, because the
 set of used parameters changes as modules become final; alphas and scores are broadcast at the start and after
 every pruning round, so all ranks keep the identical architecture.
@@ -22,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ofb_deploy.errors import ArtifactError
+from ofb_deploy.finetune.distill import DistillConfig, kd_loss
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.losses import flops_loss, module_onehot_loss
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
@@ -43,11 +48,13 @@ class SearchState:
     target_macs: int
     dense_macs: int
     steps_per_epoch: int
+    teacher: torch.nn.Module | None = None
     opt_w: torch.optim.Optimizer = field(init=False)
     opt_d: torch.optim.Optimizer = field(init=False)
     opt_a: torch.optim.Optimizer | None = field(init=False)
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    prune_log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -66,7 +73,7 @@ class SearchState:
             weight_decay=cfg.weight_decay,
             foreach=True,
         )
-        self.opt_a = make_alpha_optimizer(self.supernet, cfg.alpha_lr)
+        self.opt_a = make_alpha_optimizer(self.supernet, cfg.peak_alpha_lr)
         self.window = local_window(self.supernet.spec.img_size)
         self.generator = torch.Generator()
 
@@ -86,8 +93,17 @@ class SearchState:
         c = self.config
         return c.mask_ratio_start + (c.mask_ratio_end - c.mask_ratio_start) * self.warm(t)
 
+    def alpha_lr(self, step: int) -> float:
+        """Alpha's lr at global ``step``: linear warm-up over the warm-up epochs to the peak, then cosine."""
+        from ofb_deploy.train import cosine_lr
+
+        cfg = self.config
+        total = cfg.epochs * self.steps_per_epoch
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        return cosine_lr(step, total, warmup, cfg.peak_alpha_lr, min(cfg.min_lr, cfg.peak_alpha_lr))
+
     def set_lr(self, step: int) -> None:
-        """Cosine lr of weights and decoder at global ``step`` (alpha's stays constant)."""
+        """Cosine lr of weights and decoder, warm-up + cosine lr of alpha, at global ``step``."""
         from ofb_deploy.train import cosine_lr
 
         total = self.config.epochs * self.steps_per_epoch
@@ -95,6 +111,9 @@ class SearchState:
             lr = cosine_lr(step, total, 0, base, min(self.config.min_lr, base))
             for group in opt.param_groups:
                 group["lr"] = lr
+        if self.opt_a is not None:
+            for group in self.opt_a.param_groups:
+                group["lr"] = self.alpha_lr(step)
 
     def start_epoch(self, epoch: int) -> None:
         """Reseed the global RNG and the PMIM mask generator from (seed, epoch, rank)."""
@@ -112,7 +131,13 @@ class SearchState:
             token_mask = random_token_mask(x.shape[0], net.spec.num_patches, self.mask_ratio(t), self.generator)
             token_mask = token_mask.to(x.device)
         feats = net.forward_features(x, token_mask)
-        ce = F.cross_entropy(net.forward_head(feats), y, label_smoothing=cfg.label_smoothing)
+        logits = net.forward_head(feats)
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = self.teacher(x)
+            ce = kd_loss(logits, target, y, DistillConfig(label_smoothing=cfg.label_smoothing))
+        else:
+            ce = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         out = {"ce": ce}
         loss = ce
         if use_mim:
@@ -121,17 +146,21 @@ class SearchState:
             mim = mim_loss(recon, local_normalize(x, self.window), token_mask, net.spec.patch_size)
             loss = loss + (ce.detach() / mim.detach().clamp_min(1e-8)) * mim
             out["mim"] = mim
+        arch = self.arch_losses()
+        out.update(arch, loss=loss + arch["onehot"] + arch["flops"].to(x.device))
+        return out
+
+    def arch_losses(self) -> dict[str, torch.Tensor]:
+        """The terms on alpha alone: the one-hot losses (with the score L1) and the FLOPs loss."""
+        cfg, net = self.config, self.supernet
         weights = {"embed": cfg.c_embed, "attn": cfg.c_attn, "mlp": cfg.c_mlp}
         onehot = sum(cfg.w_onehot * module_onehot_loss(m, weights[m.kind]) for m in net.masks())
         soft = net.soft_macs()
-        fl = cfg.w_flops * flops_loss(soft, self.target_macs, self.dense_macs).to(x.device)
-        out.update(
-            onehot=onehot,
-            flops=fl,
-            soft_macs=torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)),
-            loss=loss + onehot + fl,
-        )
-        return out
+        return {
+            "onehot": onehot,
+            "flops": cfg.w_flops * flops_loss(soft, self.target_macs, self.dense_macs),
+            "soft_macs": torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)),
+        }
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, t: float) -> dict[str, float]:
         """One optimisation step; returns the loss terms as floats."""
@@ -159,12 +188,28 @@ class SearchState:
             p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
             offset += p.numel()
 
-    def prune(self, t: float) -> list[str]:
-        """A hard-pruning round; rebuilds the alpha optimizer (fresh state for changed modules) and syncs ranks."""
-        changed = prune_round(self.supernet, self.config.prune_threshold, self.lam(t))
+    def prune(self, step: int, t: float) -> list[dict[str, Any]]:
+        """A hard-pruning round after global ``step``; logs it, rebuilds the alpha optimizer, syncs ranks.
+
+        Returns the per-module changes (``pruning.prune_round``); a round that changed something is appended to
+        ``prune_log`` with the step, the epoch, the changes, the modules that became final and the alive
+        candidate count of every module.
+        """
+        changed = prune_round(
+            self.supernet, self.config.prune_threshold, self.lam(t), self.target_macs, self.dense_macs
+        )
         if changed:
-            self.opt_a = make_alpha_optimizer(self.supernet, self.config.alpha_lr, self.opt_a)
+            self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
             sync_search_state(self.supernet)
+            self.prune_log.append(
+                {
+                    "step": step + 1,
+                    "epoch": round(t, 4),
+                    "changes": changed,
+                    "became_final": [c["module"] for c in changed if c["final"]],
+                    "alive": {m.name: len(m.candidates) for m in self.supernet.masks()},
+                }
+            )
         return changed
 
     # -- checkpoint -----------------------------------------------------------------------------------------
@@ -180,6 +225,7 @@ class SearchState:
             "opt_a": None if self.opt_a is None else self.opt_a.state_dict(),
             "rng": torch.get_rng_state(),
             "history": self.history,
+            "prune_log": self.prune_log,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -191,12 +237,13 @@ class SearchState:
         self.decoder.load_state_dict(state["decoder"])
         self.opt_w.load_state_dict(state["opt_w"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.opt_a = make_alpha_optimizer(self.supernet, self.config.alpha_lr)
+        self.opt_a = make_alpha_optimizer(self.supernet, self.config.peak_alpha_lr)
         if self.opt_a is not None and state["opt_a"] is not None:
             self.opt_a.load_state_dict(state["opt_a"])
         torch.set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        self.prune_log = list(state.get("prune_log", []))
 
     def save(self, path: Path, inputs_hash: str) -> None:
         """Write the resume checkpoint atomically."""

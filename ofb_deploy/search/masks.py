@@ -75,6 +75,15 @@ class BiMask(nn.Module, ABC):
         self.alpha: nn.Parameter | None = nn.Parameter(torch.zeros(len(candidates)))
         self.refresh()
 
+    @torch.no_grad()
+    def init_scores(self, importance: torch.Tensor) -> None:
+        """Scores ordered like ``importance`` (same shape): its z-score times SCORE_STD, clipped like the init.
+
+        The scores keep the authors' scale (sigmoid(S) near 0.5), only their order comes from the weights.
+        """
+        z = (importance - importance.mean()) / importance.std().clamp_min(1e-12)
+        self.score.copy_((z * SCORE_STD).clamp(-2 * SCORE_STD, 2 * SCORE_STD).to(self.score.dtype))
+
     # -- state ----------------------------------------------------------------------------------------------
     def search_state(self) -> dict[str, Any]:
         """Candidates, alpha and final flag (the parts a state dict cannot hold because their size changes)."""
@@ -98,7 +107,7 @@ class BiMask(nn.Module, ABC):
 
     def widths(self) -> torch.Tensor:
         """Unit count of each alive candidate, float tensor (K,)."""
-        sizes = [c[0] * c[1] if isinstance(c, tuple) else c for c in self.candidates]
+        sizes = [self.unit_count(c) for c in self.candidates]
         return torch.tensor(sizes, dtype=torch.float32, device=self.score.device)
 
     def expected_width(self) -> torch.Tensor | float:
@@ -108,6 +117,36 @@ class BiMask(nn.Module, ABC):
         return (self.probs() * self.widths()).sum()
 
     # -- pruning --------------------------------------------------------------------------------------------
+    @staticmethod
+    def unit_count(candidate: Any) -> int:
+        """Units a candidate keeps (heads x dim for attention)."""
+        return candidate[0] * candidate[1] if isinstance(candidate, tuple) else int(candidate)
+
+    def proposed_keep(self, threshold: float) -> list[bool]:
+        """Which alive candidates survive a round: p > threshold / K (all of them for a final module)."""
+        if self.final or self.alpha is None:
+            return [True] * len(self.candidates)
+        p = self.probs().detach()
+        return (p > threshold / len(self.candidates)).tolist()
+
+    def keep_only(self, keep: list[bool], lam: float) -> bool:
+        """Drop the candidates ``keep`` marks False, narrow, finalise at one candidate; True if anything changed.
+
+        Args:
+            keep: one flag per alive candidate (at least one True).
+            lam: current lambda, frozen into the scale if the module becomes final.
+        """
+        if self.final or self.alpha is None or all(keep):
+            return False
+        mask = torch.tensor(keep, dtype=torch.bool, device=self.alpha.device)
+        self.candidates = [c for c, k in zip(self.candidates, keep, strict=True) if k]
+        # NOTE: survivors keep their logits (p is renormalised); a fresh Parameter resets their optimizer state
+        self.alpha = nn.Parameter(self.alpha.detach()[mask].clone())
+        self.narrow()
+        if len(self.candidates) == 1:
+            self.finalize(lam)
+        return True
+
     def prune(self, threshold: float, lam: float) -> bool:
         """Drop candidates with p <= threshold / K, narrow, finalise at one candidate; True if anything changed.
 
@@ -115,29 +154,13 @@ class BiMask(nn.Module, ABC):
             threshold: the OFB constant (0.2).
             lam: current lambda, frozen into the scale if the module becomes final.
         """
-        if self.final or self.alpha is None:
-            return False
-        p = self.probs().detach()
-        keep = p > threshold / len(self.candidates)
-        if bool(keep.all()):
-            return False
-        self.candidates = [c for c, k in zip(self.candidates, keep.tolist(), strict=True) if k]
-        # NOTE: survivors keep their logits (p is renormalised); a fresh Parameter resets their optimizer state
-        self.alpha = nn.Parameter(self.alpha.detach()[keep].clone())
-        self.narrow()
-        if len(self.candidates) == 1:
-            self.finalize(lam)
-        return True
+        return self.keep_only(self.proposed_keep(threshold), lam)
 
-    def harden(self, lam: float) -> None:
-        """Keep only the arg-max candidate and finalise (for modules unconverged when the epochs run out)."""
+    def choose(self, index: int, lam: float) -> None:
+        """Keep only alive candidate ``index`` and finalise (the end-of-search choice)."""
         if self.final:
             return
-        best = int(torch.argmax(self.alpha.detach()))
-        self.candidates = [self.candidates[best]]
-        self.alpha = nn.Parameter(torch.zeros(1, device=self.score.device))
-        self.narrow()
-        self.finalize(lam)
+        self.keep_only([i == index for i in range(len(self.candidates))], lam)
 
     @torch.no_grad()
     def finalize(self, lam: float) -> None:

@@ -1,6 +1,7 @@
 """Progressive hard pruning of the OFB search (arXiv 2403.15835, sec. 3.2).
 
-Three times per epoch every module drops the candidates with p <= 0.2 / K. Survivors keep their logits (p is
+Every ``prune_every`` steps (from the first step on) every module drops the candidates with p <= 0.2 / K, unless
+that would leave the target out of reach (``finalize.guard_round``). Survivors keep their logits (p is
 renormalised) in a NEW alpha parameter, so their AdamW moments start afresh; modules that did not change keep
 theirs. When the widest survivor is narrower than the alive units, the lowest-ranked units are dropped for
 good; a module left with one candidate becomes final. Under torchrun the alphas and scores are broadcast
@@ -10,9 +11,11 @@ from rank 0 afterwards so every rank keeps the identical architecture.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
+from ofb_deploy.search.finalize import guard_round
 from ofb_deploy.search.masks import BiMask
 from ofb_deploy.search.supernet import OfbSupernet
 from ofb_deploy.utils.dist import broadcast_
@@ -45,10 +48,14 @@ def make_alpha_optimizer(
     return opt
 
 
+def candidate_labels(mask: BiMask) -> list[str]:
+    """The alive candidates as short labels (``2x16`` for attention, widths otherwise)."""
+    return [f"{c[0]}x{c[1]}" if isinstance(c, tuple) else str(c) for c in mask.candidates]
+
+
 def describe(mask: BiMask) -> str:
     """Short text of a module's current candidates (for logs)."""
-    cands = [f"{c[0]}x{c[1]}" if isinstance(c, tuple) else str(c) for c in mask.candidates]
-    return f"{mask.name}: {'final ' if mask.final else ''}{', '.join(cands)}"
+    return f"{mask.name}: {'final ' if mask.final else ''}{', '.join(candidate_labels(mask))}"
 
 
 def sync_search_state(supernet: OfbSupernet) -> None:
@@ -59,28 +66,35 @@ def sync_search_state(supernet: OfbSupernet) -> None:
             broadcast_(mask.alpha.data)
 
 
-def prune_round(supernet: OfbSupernet, threshold: float, lam: float) -> list[str]:
-    """One hard-pruning round over every module; returns descriptions of the modules that changed.
+def prune_round(
+    supernet: OfbSupernet,
+    threshold: float,
+    lam: float,
+    target_macs: float,
+    dense_macs: float,
+) -> list[dict[str, Any]]:
+    """One hard-pruning round over every module; returns one record per module that changed.
+
+    Candidates with p <= threshold / K are proposed for dropping; ``finalize.guard_round`` keeps some if the
+    survivors could no longer combine to within 1% of the target. Each record: ``module``, ``before`` and
+    ``after`` (candidate labels) and ``final``.
 
     Args:
         supernet: the supernet.
         threshold: the OFB constant (0.2).
         lam: current lambda (frozen into newly final masks).
+        target_macs: the FLOPs target in MACs.
+        dense_macs: the dense model's MACs.
     """
+    keep = {m.name: m.proposed_keep(threshold) for m in supernet.masks()}
+    if any(not all(flags) for flags in keep.values()):
+        keep = guard_round(supernet, keep, target_macs, dense_macs)
     changed = []
     for mask in supernet.masks():
-        if mask.prune(threshold, lam):
-            changed.append(describe(mask))
-    for line in changed:
-        log.debug("pruned %s", line)
+        before = candidate_labels(mask)
+        if mask.keep_only(keep[mask.name], lam):
+            after = candidate_labels(mask)
+            changed.append({"module": mask.name, "before": before, "after": after, "final": mask.final})
+    for record in changed:
+        log.debug("pruned %s: %s -> %s", record["module"], record["before"], record["after"])
     return changed
-
-
-def harden_all(supernet: OfbSupernet, lam: float) -> list[str]:
-    """Finalise every unconverged module at its arg-max candidate; returns their names."""
-    names = []
-    for mask in supernet.masks():
-        if not mask.final:
-            names.append(mask.name)
-            mask.harden(lam)
-    return names

@@ -1,6 +1,6 @@
 """The search output: ``arch.json`` (kept widths and indices) and ``searched.safetensors`` (weights + scales).
 
-Format (``notes/contracts.md``, read by slicing): the dense-shaped state dict after the search plus the frozen
+Format (read by slicing): the dense-shaped state dict after the search plus the frozen
 final masks ``scale.embed`` (D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on
 dropped units. ``load_searched_model`` rebuilds the supernet with every mask final from these two files, so
 its forward is exactly the searched model's (slicing's exactness reference).
@@ -66,6 +66,7 @@ def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]
         "dense_flops": count_macs(spec).total,
         "target_flops": int(target_macs),
         "flops": count_macs(sub).total,
+        "flops_over_target": round(count_macs(sub).total / target_macs, 5),
         "params": count_params(sub),
         "dense_params": count_params(spec),
         "embed_dim": sub.embed_dim,

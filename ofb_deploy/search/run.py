@@ -1,12 +1,14 @@
 """``run_search``: the search stage of a run directory (what ``ofb-deploy search`` calls).
 
 Loads the dense model, builds the supernet over it, runs the OFB loop (``loop.SearchState``) with a resume
-checkpoint each epoch, finalises modules that did not converge at their arg-max (saying so), evaluates the
-result and writes ``search/arch.json`` + ``search/searched.safetensors`` (``result.py``).
+checkpoint each epoch, finalises the modules still open at the end jointly, closest to the FLOPs target
+(``finalize.py``), evaluates the result and writes ``search/arch.json`` + ``search/searched.safetensors``
+(``result.py``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -23,12 +25,14 @@ from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.pruning import describe, harden_all
+from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
 from ofb_deploy.search.space import resolve_flops_target
 from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.slicing.importance import attn_importance, embed_importance, mlp_importance
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
@@ -61,6 +65,16 @@ def load_dense(
     info = dataset_info(data)
     model = create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
     return model, path
+
+
+def init_scores_from_weights(supernet: OfbSupernet) -> None:
+    """Order every importance score like the dense weights' L2 magnitude (``score_init: magnitude``)."""
+    state = {k: v.detach() for k, v in supernet.model.state_dict().items()}
+    spec = supernet.spec
+    supernet.embed_mask.init_scores(embed_importance(state, spec))
+    for i, (attn, mlp) in enumerate(zip(supernet.attn_masks, supernet.mlp_masks, strict=True)):
+        attn.init_scores(attn_importance(state, spec, i))
+        mlp.init_scores(mlp_importance(state, spec, i))
 
 
 def _fingerprint(source: Path) -> str:
@@ -96,7 +110,6 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
     cfg, net = state.config, state.supernet
     stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, state.epoch + cfg.stop_after_epochs)
     n = state.steps_per_epoch
-    prune_at = {round(n * (k + 1) / cfg.prune_per_epoch) for k in range(cfg.prune_per_epoch)}
     with make_progress() as progress:
         task = progress.add_task("search", total=cfg.epochs * n, completed=state.epoch * n, info="")
         while state.epoch < stop:
@@ -106,12 +119,11 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
             net.train()
             terms: dict[str, float] = {}
             for i, (x, y) in enumerate(loader):
-                t = epoch + i / n
-                terms = state.step(x.to(device), y.to(device), epoch * n + i, t)
-                # NOTE: no pruning while lambda still falls: V barely reaches CE then, so p reflects FLOPs only
-                if i + 1 in prune_at and state.warm(epoch + (i + 1) / n) >= 1.0:
-                    for line in state.prune(t):
-                        log.info("epoch %d: %s", epoch, line)
+                t, step = epoch + i / n, epoch * n + i
+                terms = state.step(x.to(device), y.to(device), step, t)
+                if (step + 1) % cfg.prune_every == 0:
+                    for change in state.prune(step, t):
+                        log.info("step %d: %s %s -> %s", step + 1, change["module"], change["before"], change["after"])
                 if i % cfg.log_every == 0 or i + 1 == n:
                     progress.update(task, info=_status(net, terms, state.target_macs))
                 progress.advance(task)
@@ -137,12 +149,16 @@ def _prepare(
     target = resolve_flops_target(config.target_flops, spec, config.space())
     splits = build_splits(cfg_data, spec)
     torch.manual_seed(config.seed)
-    supernet = OfbSupernet(model, config.space()).to(device)
+    teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
+    supernet = OfbSupernet(model, config.space())
+    if config.score_init == "magnitude":
+        init_scores_from_weights(supernet)
+    supernet = supernet.to(device)
     supernet.refresh()
     decoder = PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans).to(device)
     loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
-    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader))
+    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher)
     state.broadcast_start()
     inputs_hash = sha256_json(
         {
@@ -190,9 +206,9 @@ def run_search(
         return {"stopped_after_epoch": state.epoch, "epochs": config.epochs}
     net = state.supernet
     top1_soft = evaluate(net, val_loader, device)["top1"]
-    unconverged = harden_all(net, net.lam)
-    for name in unconverged:
-        log.warning("%s did not converge; taking its arg-max candidate", name)
+    unconverged = finalize_closest(net, state.target_macs, state.dense_macs, net.lam)
+    if unconverged:
+        log.info("finalised %d open module(s) jointly, closest to the target: %s", len(unconverged), unconverged)
     metrics = evaluate(net, val_loader, device)
     summary = {
         "converged": not unconverged,
@@ -207,6 +223,7 @@ def run_search(
         "config": config.to_dict(),
         "data": cfg_data.to_dict(),
         "history": state.history,
+        "prune_log": state.prune_log,
     }
     summary["weights_sha256"] = _digest(net)
     doc = arch_document(net, state.target_macs, summary)

@@ -4,7 +4,7 @@ A user who knows the widths they want (say from a paper's table, or to try a uni
 
     {"embed_dim": 48, "blocks": [{"heads": 2, "head_dim": 16, "mlp_hidden": 64}, ...one per block]}
 
-and ``record_from_counts`` picks, from a dense checkpoint, the top units by L1 magnitude (heads ranked by the
+and ``record_from_counts`` picks, from a dense checkpoint, the top units by L2 magnitude (heads ranked by the
 sum over their channels, then channels within each kept head, as the OFB search ranks them; see
 ``importance.py``). Every bad file fails with one line naming the problem.
 """

@@ -1,9 +1,9 @@
 """Unit importance from weight magnitude, for hand-written widths and for ``--align`` top-ups.
 
 Where the search's scales say nothing (a dense checkpoint, or units the search dropped, whose scale is zero),
-a unit is ranked by the L1 norm of every weight that reads from or writes to it (the magnitude criterion of
-Li et al. 2017, "Pruning Filters for Efficient ConvNets", applied to the coupled groups of a ViT as
-Torch-Pruning's ``GroupMagnitudeImportance`` does). Each tensor's contribution is divided by its mean, so a
+a unit is ranked by the squared L2 norm of every weight that reads from or writes to it (the magnitude criterion
+of Li et al. 2017, "Pruning Filters for Efficient ConvNets", applied to the coupled groups of a ViT as
+Torch-Pruning's ``GroupMagnitudeImportance(p=2)`` does). Each tensor's contribution is divided by its mean, so a
 large tensor (fc1) does not drown a small one (the patch embedding).
 """
 
@@ -12,6 +12,11 @@ from __future__ import annotations
 import torch
 
 from ofb_deploy.models.arch_spec import ArchSpec
+
+
+def _sq(weight: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+    """Squared L2 norm of ``weight`` reduced over ``dim``."""
+    return weight.to(torch.float64).pow(2).sum(dim)
 
 
 def _norm(values: torch.Tensor) -> torch.Tensor:
@@ -23,15 +28,15 @@ def _norm(values: torch.Tensor) -> torch.Tensor:
 def embed_importance(state: dict[str, torch.Tensor], spec: ArchSpec) -> torch.Tensor:
     """Importance of each residual-stream channel, shape ``(embed_dim,)``."""
     parts = [
-        state["patch_embed.proj.weight"].abs().flatten(1).sum(1),
-        state["head.weight"].abs().sum(0),
+        _sq(state["patch_embed.proj.weight"].flatten(1), 1),
+        _sq(state["head.weight"], 0),
     ]
     for i in range(spec.depth):
         p = f"blocks.{i}."
-        parts.append(state[p + "attn.qkv.weight"].abs().sum(0))
-        parts.append(state[p + "attn.proj.weight"].abs().sum(1))
-        parts.append(state[p + "mlp.fc1.weight"].abs().sum(0))
-        parts.append(state[p + "mlp.fc2.weight"].abs().sum(1))
+        parts.append(_sq(state[p + "attn.qkv.weight"], 0))
+        parts.append(_sq(state[p + "attn.proj.weight"], 1))
+        parts.append(_sq(state[p + "mlp.fc1.weight"], 0))
+        parts.append(_sq(state[p + "mlp.fc2.weight"], 1))
     return sum(_norm(x) for x in parts)
 
 
@@ -39,15 +44,15 @@ def attn_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) 
     """Importance of each (head, channel) of a block, shape ``(heads, head_dim)``; heads rank by row sums."""
     p = f"blocks.{block}.attn."
     h, d = spec.num_heads[block], spec.head_dim[block]
-    qkv = state[p + "qkv.weight"].abs().sum(1).reshape(3, h * d)
-    score = sum(_norm(x) for x in qkv) + _norm(state[p + "proj.weight"].abs().sum(0))
+    qkv = _sq(state[p + "qkv.weight"], 1).reshape(3, h * d)
+    score = sum(_norm(x) for x in qkv) + _norm(_sq(state[p + "proj.weight"], 0))
     return score.reshape(h, d)
 
 
 def mlp_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) -> torch.Tensor:
     """Importance of each MLP neuron of a block, shape ``(mlp_hidden,)``."""
     p = f"blocks.{block}.mlp."
-    return _norm(state[p + "fc1.weight"].abs().sum(1)) + _norm(state[p + "fc2.weight"].abs().sum(0))
+    return _norm(_sq(state[p + "fc1.weight"], 1)) + _norm(_sq(state[p + "fc2.weight"], 0))
 
 
 def top_k(

@@ -160,6 +160,50 @@ def machine_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def compare_lines(doc: dict[str, Any]) -> list[str]:
+    """The ``ofb-deploy compare`` table (every method at OFB's MACs and epochs) and its plot."""
+    c = doc.get("compare")
+    if not c:
+        return []
+    batches = [str(b) for b in c["batches"]]
+    seeds = sorted(c["methods"]["ofb"]["top1"])
+    header = ["method", "top-1 mean %", *[f"seed {s}" for s in seeds], "MMACs", "params (k)"]
+    header += [f"ORT CPU ms b{b}" for b in batches]
+    dense = c["dense"]
+    rows = [["dense", _fmt(dense.get("top1")), *[""] * len(seeds), _fmt(dense["flops"] / 1e6),
+             _fmt(dense["params"] / 1e3, ".1f"), *[_fmt(dense["latency_ms"][b], ".3f") for b in batches]]]  # fmt: skip
+    for name, m in c["methods"].items():
+        rows.append([name, _fmt(m["top1_mean"]), *[_fmt(m["top1"].get(s)) for s in seeds], _fmt(m["flops"] / 1e6),
+                     _fmt(m["params"] / 1e3, ".1f"), *[_fmt(m["latency_ms"][b], ".3f") for b in batches]])  # fmt: skip
+    checks = c["checks"]
+    beats = ", ".join(f"{m}: {'yes' if ok else 'no'}" for m, ok in checks["ofb_at_or_above"].items())
+    lines = [f"Every method starts from the run's dense checkpoint, is held at the OFB subnet's MACs and gets "
+             f"{c['budget']['epochs']} epochs ({c['budget']['search_passes']:g} of OFB's are its search); "
+             f"latency measured interleaved in one process.", ""]  # fmt: skip
+    lines += _table(header, rows)
+    lines += ["", f"Equal MACs (1%): {checks['equal_macs_within_1pct']}; equal epochs: {checks['equal_epochs']}; "
+              f"OFB mean top-1 at or above: {beats}.", ""]  # fmt: skip
+    if c.get("plot"):
+        lines += [f"![compare](../compare/{c['plot']})", ""]
+    return lines
+
+
+def sweep_lines(doc: dict[str, Any]) -> list[str]:
+    """The ``ofb-deploy sweep`` table (OFB and magnitude per FLOPs target) and its Pareto plot."""
+    w = doc.get("sweep")
+    if not w:
+        return []
+    batches = [str(b) for b in w["batches"]]
+    header = ["target", "method", "% of dense MACs", "top-1 %", *[f"ORT CPU ms b{b}" for b in batches]]
+    rows = [[r["target"], r["method"], _fmt(100 * r["flops_ratio"], ".1f"), _fmt(r["top1"]),
+             *[_fmt(r["latency_ms"][b], ".3f") for b in batches]] for r in w["rows"]]  # fmt: skip
+    lines = [f"Each method gets {w['budget_epochs']} epochs from the same dense checkpoint.", ""]
+    lines += _table(header, rows) + [""]
+    if w.get("plot"):
+        lines += [f"![sweep](../sweep/{w['plot']})", ""]
+    return lines
+
+
 def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
     """The whole ``report.md``.
 
@@ -183,6 +227,10 @@ def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
     lines += ["## Accuracy", ""] + accuracy_table(doc) + [""]
     lines += ["## Speedups", ""] + speedup_table(doc) + [""]
     lines += ["## Latency", ""] + latency_tables(doc)
+    if doc.get("compare"):
+        lines += ["## OFB against baselines (ofb-deploy compare)", ""] + compare_lines(doc)
+    if doc.get("sweep"):
+        lines += ["## FLOPs sweep (ofb-deploy sweep)", ""] + sweep_lines(doc)
     if doc.get("errors"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in doc["errors"].items()] + [""]
     lines += ["## Machine", ""] + machine_lines(doc) + [""]

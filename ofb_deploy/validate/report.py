@@ -119,7 +119,41 @@ def build_report(run_dir: RunDir) -> dict[str, Any]:
     doc["errors"] = _errors(validation)
     doc["targets"] = check_targets(doc, config.get("targets") or {})
     doc["stages"] = stage_seconds(run_dir)
+    doc["compare"] = _compare_info(run_dir)
+    doc["sweep"] = _sweep_info(run_dir)
     return doc
+
+
+def _compare_info(run_dir: RunDir) -> dict[str, Any] | None:
+    """The gist of ``RUN/compare/compare.json`` (``ofb-deploy compare``), or ``None`` when it was not run."""
+    if not run_dir.compare_json.is_file():
+        return None
+    doc = read_json(run_dir.compare_json, "compare results")
+    methods = {
+        name: {
+            "top1_mean": m["top1_mean"],
+            "top1": {seed: r["top1"] for seed, r in m["seeds"].items()},
+            "flops": m["flops_mean"],
+            "params": m["params_mean"],
+            "latency_ms": m["latency_ms"],
+        }
+        for name, m in doc["methods"].items()
+    }
+    plot = run_dir.compare_plot
+    return {"budget": doc["budget"], "dense": doc["dense"], "methods": methods, "checks": doc["checks"],
+            "batches": doc["latency"]["batches"], "plot": plot.name if plot.is_file() else None}  # fmt: skip
+
+
+def _sweep_info(run_dir: RunDir) -> dict[str, Any] | None:
+    """The rows of ``RUN/sweep/sweep.json`` (``ofb-deploy sweep``), or ``None`` when it was not run."""
+    if not run_dir.sweep_json.is_file():
+        return None
+    doc = read_json(run_dir.sweep_json, "sweep results")
+    keys = ("target", "method", "top1", "flops", "flops_ratio", "params", "latency_ms")
+    rows = [{k: r[k] for k in keys} for r in doc["rows"]]
+    plot = run_dir.sweep_plot
+    return {"budget_epochs": doc["budget_epochs"], "dense": doc["dense"], "rows": rows,
+            "batches": doc["latency"]["batches"], "plot": plot.name if plot.is_file() else None}  # fmt: skip
 
 
 def stage_seconds(run_dir: RunDir) -> dict[str, float | None]:

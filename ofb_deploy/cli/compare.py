@@ -1,0 +1,95 @@
+"""``ofb-deploy compare`` and ``ofb-deploy sweep``: OFB against pruning baselines at equal MACs and epochs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ofb_deploy.cli._app import app, console
+
+_HELP_METHODS = "Comma-separated methods: ofb, magnitude, torch-pruning, scratch (ofb is always run)."
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    from ofb_deploy.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--{what} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"--{what} is empty")
+    return values
+
+
+def compare_table(doc: dict) -> Table:
+    """One row per method: mean top-1 (per seed), MACs, params and ORT CPU latency per batch."""
+    batches = [str(b) for b in doc["latency"]["batches"]]
+    table = Table(title=f"equal MACs, {doc['budget']['epochs']} epochs each (ORT CPU latency, ms)")
+    for name in ("method", "top-1 mean", "per seed", "MMACs", "params k", *[f"b{b}" for b in batches]):
+        table.add_column(name, justify="right")
+    dense = doc["dense"]
+    top1 = f"{dense['top1']:.2f}" if dense.get("top1") is not None else "-"
+    lat = [f"{dense['latency_ms'][b]:.3f}" for b in batches]
+    table.add_row("dense", top1, "", f"{dense['flops'] / 1e6:.2f}", f"{dense['params'] / 1e3:.1f}", *lat)
+    for method, m in doc["methods"].items():
+        seeds = " ".join(f"{r['top1']:.2f}" for r in m["seeds"].values())
+        lat = [f"{m['latency_ms'][b]:.3f}" for b in batches]
+        table.add_row(method, f"{m['top1_mean']:.2f}", seeds, f"{m['flops_mean'] / 1e6:.2f}",
+                      f"{m['params_mean'] / 1e3:.1f}", *lat)  # fmt: skip
+    return table
+
+
+@app.command("compare")
+def compare_cli(
+    run_dir: Annotated[Path, typer.Argument(help="A run that finished search, slice and finetune.")],
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (mean and each seed are reported).")] = "0",
+    methods: Annotated[str, typer.Option(help=_HELP_METHODS)] = "ofb,magnitude,torch-pruning,scratch",
+    batch: Annotated[str, typer.Option(help="Comma-separated ORT CPU batch sizes to time.")] = "1,8,32",
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
+) -> None:
+    """Baselines from the run's dense checkpoint at the OFB subnet's MACs and the same epochs; RUN/compare/."""
+    from ofb_deploy.compare import CompareConfig, compare_run
+    from ofb_deploy.pipeline import RunDir
+
+    run = RunDir(run_dir)
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    config = CompareConfig(seeds=_ints(seeds, "seeds"), methods=names, batches=_ints(batch, "batch"), threads=threads)
+    doc = compare_run(run, config)
+    console.print(compare_table(doc))
+    beats = doc["checks"]["ofb_at_or_above"]
+    console.print("OFB at or above: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in beats.items()))
+    console.print(f"results -> {run.compare_json}")
+
+
+def sweep_table(doc: dict) -> Table:
+    """One row per target and method: MACs share, top-1 and ORT CPU latency per batch."""
+    batches = [str(b) for b in doc["latency"]["batches"]]
+    table = Table(title=f"sweep: OFB vs magnitude, {doc['budget_epochs']} epochs each (ORT CPU latency, ms)")
+    for name in ("target", "method", "% MACs", "top-1", *[f"b{b}" for b in batches]):
+        table.add_column(name, justify="right")
+    for r in doc["rows"]:
+        lat = [f"{r['latency_ms'][b]:.3f}" for b in batches]
+        table.add_row(r["target"], r["method"], f"{100 * r['flops_ratio']:.1f}", f"{r['top1']:.2f}", *lat)
+    return table
+
+
+@app.command("sweep")
+def sweep_cli(
+    run_dir: Annotated[Path, typer.Argument(help="A run that finished search, slice and finetune.")],
+    target_flops: Annotated[str, typer.Option(help="Comma-separated FLOPs targets (0.3,0.5,0.7 or 800M,...).")],
+    batch: Annotated[str, typer.Option(help="Comma-separated ORT CPU batch sizes to time.")] = "1,8,32",
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
+) -> None:
+    """A searched, fine-tuned subnet per FLOPs target, with the magnitude baseline at each; RUN/sweep/."""
+    from ofb_deploy.compare import CompareConfig, sweep_run
+    from ofb_deploy.pipeline import RunDir
+
+    run = RunDir(run_dir)
+    targets = [t.strip() for t in target_flops.split(",") if t.strip()]
+    doc = sweep_run(run, targets, CompareConfig(batches=_ints(batch, "batch"), threads=threads))
+    console.print(sweep_table(doc))
+    console.print(f"results -> {run.sweep_json}")

@@ -1,0 +1,171 @@
+"""The baselines OFB is compared with, each cut from the same dense checkpoint to the same MACs.
+
+* ``magnitude``: uniform widths (the dense embed width, and every block the same head dim and MLP width, shrunk
+  by one ratio until the MACs match), units chosen by L2 magnitude through the hand-written slicing path
+  (``slice --arch``).
+* ``torch-pruning``: Torch-Pruning's ``MetaPruner`` with its group L2 magnitude importance at one uniform
+  ratio over every coupled group (embed channels, head dims, MLP neurons), found by bisection on the ratio.
+* ``scratch``: the OFB subnet's widths, randomly initialised.
+
+Every function returns a plain ``OfbViT`` (saved with ``save_subnet`` or trained by the caller).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.vit import Attention, OfbViT
+from ofb_deploy.utils.io import atomic_write_json
+
+MAC_TOLERANCE = 0.01  # every method is held within 1% of the OFB subnet's MACs
+
+
+def _uniform_macs(dense: ArchSpec, embed: int, head_dim: int, mlp: int) -> int:
+    return int(
+        macs_from_widths(
+            num_tokens=dense.num_tokens,
+            patch_pixels=dense.in_chans * dense.patch_size**2,
+            num_classes=dense.num_classes,
+            embed=embed,
+            attn_widths=[h * head_dim for h in dense.num_heads],
+            mlp_hiddens=[mlp] * dense.depth,
+        )
+    )
+
+
+def uniform_counts(dense: ArchSpec, target_macs: int) -> dict[str, Any]:
+    """Uniform widths at ``target_macs``: dense embed and heads, one ratio on head dim and MLP, MLP trimmed to fit.
+
+    Every block keeps all its heads (head dims shrink, as channel pruning does), and the MLP width is set last,
+    to the nearest integer that meets the target, so the MACs land within a fraction of a percent.
+
+    Args:
+        dense: the dense spec (uniform DeiT/ViT-style: every block alike).
+        target_macs: the MACs to meet.
+    """
+    full = count_macs(dense).total
+    if not 0 < target_macs <= full:
+        raise ConfigError(f"uniform widths: target {target_macs} MACs is outside (0, {full}]")
+    h, d, m, e = dense.num_heads[0], dense.head_dim[0], dense.mlp_hidden[0], dense.embed_dim
+    lo, hi = 0.0, 1.0
+    for _ in range(50):  # bisection on the ratio r: MACs grow with r
+        r = (lo + hi) / 2
+        if _uniform_macs(dense, e, max(1, round(r * d)), max(1, round(r * m))) < target_macs:
+            lo = r
+        else:
+            hi = r
+    head_dim = max(1, round(hi * d))
+    # the MLP is the finest-grained width: solve it exactly for the head dim chosen above
+    base = _uniform_macs(dense, e, head_dim, 0)
+    per_neuron = _uniform_macs(dense, e, head_dim, 1) - base
+    mlp = min(m, max(1, round((target_macs - base) / per_neuron)))
+    return {"embed_dim": e, "blocks": [{"heads": h, "head_dim": head_dim, "mlp_hidden": mlp}] * dense.depth}
+
+
+def write_counts(counts: dict[str, Any], path: Path) -> Path:
+    """Write a hand-written width file (the input of ``slice --arch``)."""
+    atomic_write_json(path, counts)
+    return path
+
+
+def _fold_q_scale(model: OfbViT, dense_head_dim: tuple[int, ...]) -> None:
+    """Fold sqrt(d'/d) into the q rows so the narrowed SDPA scale 1/sqrt(d') reproduces the dense 1/sqrt(d)."""
+    with torch.no_grad():
+        for i, block in enumerate(model.blocks):
+            attn = block.attn
+            rows = attn.num_heads * attn.head_dim
+            fix = math.sqrt(attn.head_dim / dense_head_dim[i])
+            attn.qkv.weight[:rows] *= fix
+            if attn.qkv.bias is not None:
+                attn.qkv.bias[:rows] *= fix
+
+
+def _tp_prune(dense: OfbViT, ratio: float) -> OfbViT:
+    """A copy of ``dense`` pruned by Torch-Pruning at one uniform ``ratio`` (head dims, MLP, embed)."""
+    import copy
+
+    import torch_pruning as tp
+
+    model = copy.deepcopy(dense).eval()
+    spec = model.spec
+    example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
+    heads = {m.qkv: m.num_heads for m in model.modules() if isinstance(m, Attention)}
+    scorer = tp.importance.GroupMagnitudeImportance(p=2)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=scorer,
+        pruning_ratio=ratio,
+        ignored_layers=[model.head],
+        num_heads=heads,
+        prune_head_dims=True,
+        prune_num_heads=False,
+        unwrapped_parameters=[(model.cls_token, 2), (model.pos_embed, 2)],
+    )
+    pruner.step()
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.num_heads = pruner.num_heads[module.qkv]
+            module.head_dim = module.qkv.out_features // (3 * module.num_heads)
+    return model
+
+
+def _rebuild_spec(pruned: OfbViT, dense: ArchSpec) -> ArchSpec:
+    return dense.replace(
+        embed_dim=pruned.patch_embed.proj.out_channels,
+        num_heads=tuple(b.attn.num_heads for b in pruned.blocks),
+        head_dim=tuple(b.attn.head_dim for b in pruned.blocks),
+        mlp_hidden=tuple(b.mlp.fc1.out_features for b in pruned.blocks),
+    )
+
+
+def _rebuild(pruned: OfbViT, dense: ArchSpec) -> OfbViT:
+    """The pruned module as a clean ``OfbViT`` of its own spec (same state-dict keys, new shapes)."""
+    model = OfbViT(_rebuild_spec(pruned, dense))
+    model.load_state_dict(pruned.state_dict())
+    _fold_q_scale(model, dense.head_dim)
+    return model
+
+
+def torch_pruning_subnet(dense: OfbViT, target_macs: int) -> tuple[OfbViT, float]:
+    """Torch-Pruning (group L2 magnitude) at the uniform ratio whose MACs come closest to ``target_macs``.
+
+    Returns the pruned model and the ratio.
+
+    Args:
+        dense: the dense model (not modified).
+        target_macs: the MACs to meet.
+    """
+    lo, hi = 0.0, 0.95
+    dense_gap = abs(count_macs(dense.spec).total - target_macs) / target_macs
+    best: tuple[float, float, OfbViT] = (dense_gap, 0.0, _tp_prune(dense, 0.0))
+    for _ in range(14):  # bisection on the ratio; MACs fall as it grows (in steps of whole channels)
+        ratio = (lo + hi) / 2
+        model = _tp_prune(dense, ratio)
+        macs = count_macs(_rebuild_spec(model, dense.spec)).total
+        gap = abs(macs - target_macs) / target_macs
+        if gap < best[0]:
+            best = (gap, ratio, model)
+        if macs > target_macs:
+            lo = ratio
+        else:
+            hi = ratio
+    return _rebuild(best[2], dense.spec), best[1]
+
+
+def scratch_subnet(spec: ArchSpec, seed: int) -> OfbViT:
+    """A randomly initialised model of ``spec`` (timm's ViT initialisation, seeded).
+
+    Args:
+        spec: the subnet's widths (the OFB subnet's).
+        seed: the initialisation seed.
+    """
+    torch.manual_seed(seed)
+    return OfbViT(spec)

@@ -1,0 +1,222 @@
+"""Make one compared model: OFB or a baseline, from the run's dense checkpoint, fine-tuned on the run's budget.
+
+``RunRecipe`` reads what a finished run did (its dense model, data, search and fine-tune settings) from the run's
+own artifacts, so the baselines get exactly the same starting point, fine-tune recipe and epoch budget:
+
+    budget = ceil(search passes over the training set) + fine-tune epochs
+
+(rounded up, so a baseline never gets fewer epochs than OFB). OFB spends the search passes searching (its
+weights train as it searches) and the rest fine-tuning; every baseline spends the whole budget fine-tuning. A
+method folder (``RunDir.compare_method_dir``) is done when its ``result.json`` exists; a killed fine-tune resumes
+from its per-epoch state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.compare.baselines import scratch_subnet, torch_pruning_subnet, uniform_counts, write_counts
+from ofb_deploy.data import DataConfig, build_splits
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.finetune.run import finetune_model, finetune_run, load_teacher, resolve_data
+from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.checkpoint import load_model_dir, save_model_dir
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
+from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.run import run_search
+from ofb_deploy.slicing.run import SUBNET_STEM, slice_handwritten, slice_run
+from ofb_deploy.train import TrainConfig
+from ofb_deploy.utils.io import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+METHODS = ("ofb", "magnitude", "torch-pruning", "scratch")
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """What a finished run did, read back from its artifacts.
+
+    Args:
+        run_dir: the run.
+        data: its data (the fine-tune's).
+        search: its search settings (``arch.json``).
+        search_data: the data the search saw (a cap may make a search epoch shorter than a full pass).
+        finetune: its fine-tune settings (``finetune/subnet.json``).
+        align: its slice alignment.
+        search_passes: search epochs times the share of the training set they saw.
+        budget_epochs: the epochs every baseline fine-tunes (``ceil(search_passes) + finetune.epochs``).
+    """
+
+    run_dir: RunDir
+    data: DataConfig
+    search: SearchConfig
+    search_data: DataConfig
+    finetune: TrainConfig
+    align: int
+    search_passes: float
+    budget_epochs: int
+
+    @property
+    def dense_dir(self) -> Path:
+        return self.run_dir.dense_dir
+
+
+def read_recipe(run_dir: RunDir) -> RunRecipe:
+    """The recipe of a run that went through search, slice and finetune (one line if a stage is missing)."""
+    arch = read_json(run_dir.require(run_dir.arch_path, "run `ofb-deploy search` first"), "search result")
+    ft_path = run_dir.finetune_dir / f"{SUBNET_STEM}.json"
+    ft_doc = read_json(run_dir.require(ft_path, "run `ofb-deploy finetune` first (compare needs a fine-tuned run)"))
+    search = SearchConfig.from_dict(arch["config"])
+    finetune = TrainConfig.from_dict(ft_doc["config"])
+    data = resolve_data(run_dir, None)
+    search_data = DataConfig.from_dict(arch["data"])
+    spec = load_model_dir(run_dir.dense_dir).spec
+    full = len(build_splits(data, spec).train)
+    seen = len(build_splits(search_data, spec).train)
+    passes = search.epochs * seen / full
+    align = int(read_json(run_dir.slice_dir / f"{SUBNET_STEM}.json").get("align", 1))
+    budget = math.ceil(passes - 1e-9) + finetune.epochs
+    return RunRecipe(run_dir, data, search, search_data, finetune, align, passes, budget)
+
+
+def dense_top1(recipe: RunRecipe) -> float:
+    """Top-1 of the run's dense model on the run's validation split (the split every method is scored on)."""
+    from ofb_deploy.data import build_loader
+    from ofb_deploy.train import evaluate
+
+    dense = load_model_dir(recipe.dense_dir)
+    loader = build_loader(build_splits(recipe.data, dense.spec).val, 256, train=False, workers=0)
+    return round(evaluate(dense, loader)["top1"], 4)
+
+
+def _result(folder: Path, method: str, seed: int, model_dir: Path, metrics: dict[str, Any], **extra: Any) -> dict:
+    spec = load_model_dir(model_dir).spec
+    doc = {
+        "method": method,
+        "seed": seed,
+        "model_dir": str(model_dir),
+        "top1": metrics.get("top1"),
+        "top5": metrics.get("top5"),
+        "flops": count_macs(spec).total,
+        "params": count_params(spec),
+        "arch": _widths(spec),
+        **extra,
+    }
+    atomic_write_json(folder / METHOD_FILES["result"], doc)
+    return doc
+
+
+def _widths(spec: ArchSpec) -> dict[str, Any]:
+    return {
+        "embed_dim": spec.embed_dim,
+        "num_heads": list(spec.num_heads),
+        "head_dim": list(spec.head_dim),
+        "mlp_hidden": list(spec.mlp_hidden),
+    }
+
+
+def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = None) -> dict[str, Any]:
+    """OFB at ``seed`` (and ``target``): the run's own result when both match the run, else a nested run.
+
+    Args:
+        recipe: the run's recipe.
+        folder: the method folder.
+        seed: search and fine-tune seed.
+        target: FLOPs target (default: the run's).
+    """
+    started = time.perf_counter()
+    run = recipe.run_dir
+    same = seed == recipe.search.seed == recipe.finetune.seed and target in (None, recipe.search.target_flops)
+    if same:
+        doc = read_json(run.finetune_dir / f"{SUBNET_STEM}.json")
+        return _result(folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True)
+    sub = RunDir(folder / METHOD_FILES["run"], create=True)
+    search = dataclasses.replace(recipe.search, seed=seed, target_flops=target or recipe.search.target_flops)
+    if not sub.is_done("search"):
+        run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
+    if not sub.is_done("slice"):
+        slice_run(sub, align=recipe.align)
+    config = dataclasses.replace(recipe.finetune, seed=seed)
+    metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
+    seconds = round(time.perf_counter() - started, 1)
+    return _result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
+
+
+def make_baseline(
+    recipe: RunRecipe,
+    folder: Path,
+    method: str,
+    seed: int,
+    ofb: dict[str, Any],
+) -> dict[str, Any]:
+    """A baseline at the OFB result's MACs, fine-tuned for the whole budget with the run's recipe.
+
+    Args:
+        recipe: the run's recipe.
+        folder: the method folder.
+        method: ``magnitude``, ``torch-pruning`` or ``scratch``.
+        seed: fine-tune (and, for scratch, initialisation) seed.
+        ofb: the OFB result at this seed (its MACs and widths are the reference).
+    """
+    started = time.perf_counter()
+    dense = load_model_dir(recipe.dense_dir)
+    start = folder / METHOD_FILES["start"]
+    extra: dict[str, Any] = {}
+    if method == "magnitude":
+        counts = uniform_counts(dense.spec, int(ofb["flops"]))
+        slice_handwritten(write_counts(counts, folder / METHOD_FILES["widths"]), recipe.dense_dir, start)
+        student = load_model_dir(start)
+    elif method == "torch-pruning":
+        student, ratio = torch_pruning_subnet(dense, int(ofb["flops"]))
+        save_model_dir(student, start, stem=SUBNET_STEM, meta={"source_model": "torch-pruning", "ratio": ratio})
+        extra["ratio"] = round(ratio, 5)
+    elif method == "scratch":
+        spec = load_model_dir(Path(ofb["model_dir"])).spec
+        student = scratch_subnet(spec, seed)
+    else:
+        raise ConfigError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
+    splits = build_splits(recipe.data, student.spec)
+    teacher = load_teacher(recipe.run_dir, None, student)
+    config = dataclasses.replace(recipe.finetune, epochs=recipe.budget_epochs, seed=seed)
+    meta = {"source_model": method, "data": recipe.data.to_dict(), "teacher": str(recipe.dense_dir)}
+    metrics = finetune_model(student.train(), splits, folder, config, teacher=teacher, resume=True, meta=meta,
+                             state_path=folder / METHOD_FILES["state"])  # fmt: skip
+    seconds = round(time.perf_counter() - started, 1)
+    return _result(folder, method, seed, folder, metrics, epochs=recipe.budget_epochs, seconds=seconds, **extra)
+
+
+def make_method(
+    recipe: RunRecipe,
+    folder: Path,
+    method: str,
+    seed: int,
+    ofb: dict | None,
+    target: str | None = None,
+) -> dict[str, Any]:
+    """The result of one method (read back when its folder is done, else made now).
+
+    Args:
+        recipe: the run's recipe.
+        folder: the method folder.
+        method: one of ``METHODS``.
+        seed: the seed.
+        ofb: the OFB result the baselines are held to (``None`` for OFB itself).
+        target: OFB's FLOPs target (default: the run's).
+    """
+    done = folder / METHOD_FILES["result"]
+    if done.is_file():
+        return read_json(done, "method result")
+    folder.mkdir(parents=True, exist_ok=True)
+    if method == "ofb":
+        return make_ofb(recipe, folder, seed, target)
+    if ofb is None:
+        raise ConfigError(f"{method} needs the OFB result of seed {seed} first")
+    return make_baseline(recipe, folder, method, seed, ofb)

@@ -1,0 +1,60 @@
+"""Plots of ``compare`` and ``sweep``: top-1 against measured ORT CPU latency, one point (or line) per method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.validate.plots import _pyplot, _save
+
+COLORS = {"ofb": "#d62728", "magnitude": "#1f77b4", "torch-pruning": "#2ca02c", "scratch": "#9467bd"}
+
+
+def _batch(doc: dict[str, Any]) -> str:
+    """The batch the plots use: the largest one timed."""
+    return str(max(doc["latency"]["batches"]))
+
+
+def plot_methods(doc: dict[str, Any], path: Path) -> None:
+    """``compare.png``: each method's mean top-1 (bar: min..max over seeds) against its latency; dense as a star."""
+    plt = _pyplot()
+    batch = _batch(doc)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method, m in doc["methods"].items():
+        ms, acc = m["latency_ms"][batch], m["top1_mean"]
+        err = [[acc - m["top1_min"]], [m["top1_max"] - acc]]
+        ax.errorbar([ms], [acc], yerr=err, fmt="o", capsize=3, color=COLORS.get(method), label=method)
+    dense = doc["dense"]
+    if dense.get("top1") is not None:
+        ax.scatter([dense["latency_ms"][batch]], [dense["top1"]], marker="*", s=120, color="black", label="dense")
+    seeds = ", ".join(doc["methods"]["ofb"]["seeds"])
+    ax.set_title(f"equal MACs, {doc['budget']['epochs']} epochs each, seeds {seeds}", fontsize=9)
+    ax.set_xlabel(f"ORT CPU median latency at batch {batch} (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_pareto(doc: dict[str, Any], path: Path) -> None:
+    """``sweep.png``: top-1 against latency per method over the FLOPs targets (one line per method)."""
+    plt = _pyplot()
+    batch = _batch(doc)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method in doc["methods"]:
+        rows = sorted((r for r in doc["rows"] if r["method"] == method), key=lambda r: r["latency_ms"][batch])
+        xs = [r["latency_ms"][batch] for r in rows]
+        ax.plot(xs, [r["top1"] for r in rows], "-o", color=COLORS.get(method), label=method)
+        for r in rows:
+            ax.annotate(f"{100 * r['flops_ratio']:.0f}%", (r["latency_ms"][batch], r["top1"]), fontsize=7,
+                        xytext=(4, -10 if method == "ofb" else 4), textcoords="offset points")  # fmt: skip
+    dense = doc["dense"]
+    if dense.get("top1") is not None:
+        ax.scatter([dense["latency_ms"][batch]], [dense["top1"]], marker="*", s=120, color="black", label="dense")
+    ax.set_xlabel(f"ORT CPU median latency at batch {batch} (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""``sweep_run``: OFB and the magnitude baseline over several FLOPs targets, into ``RUN/sweep/sweep.json``.
+
+Each target gets a searched, fine-tuned OFB subnet (a nested run; the run's own result where the target is the
+run's) and the magnitude baseline at that subnet's MACs with the same epochs (``methods.py``). All models and
+the dense one are then timed together on ONNX Runtime CPU, interleaved, at each batch (``run.time_models``), so
+the Pareto plot of top-1 against measured latency compares like with like.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.compare.methods import dense_top1, make_method, read_recipe
+from ofb_deploy.compare.run import CompareConfig, time_models
+from ofb_deploy.data import build_splits
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
+from ofb_deploy.search.space import resolve_flops_target
+from ofb_deploy.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SWEEP_METHODS = ("ofb", "magnitude")
+
+
+def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None = None) -> dict[str, Any]:
+    """Search, fine-tune and time OFB and the magnitude baseline at every FLOPs target; write ``sweep.json``.
+
+    Args:
+        run_dir: a run that finished search, slice and finetune (its dense model, data and recipe are reused).
+        targets: FLOPs targets as ``--target-flops`` takes them (``0.3``, ``800M``); checked before any work.
+        config: timing settings (``seeds`` is ignored: the sweep uses the run's seed).
+    """
+    config = config or CompareConfig()
+    if not targets or len(set(targets)) != len(targets):
+        raise ConfigError(f"sweep needs distinct FLOPs targets, got {targets}")
+    recipe = read_recipe(run_dir)
+    dense = load_model_dir(run_dir.dense_dir)
+    for target in targets:  # fail on an impossible target before hours of work
+        resolve_flops_target(target, dense.spec, recipe.search.space())
+    seed = recipe.search.seed
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        ofb = make_method(recipe, run_dir.sweep_method_dir(target, "ofb"), "ofb", seed, None, target)
+        mag = make_method(recipe, run_dir.sweep_method_dir(target, "magnitude"), "magnitude", seed, ofb)
+        rows += [{"target": target, **ofb}, {"target": target, **mag}]
+        log.info("sweep %s: ofb %.2f%%, magnitude %.2f%%", target, ofb["top1"], mag["top1"])
+    models = {"dense": run_dir.dense_dir}
+    onnx = {"dense": run_dir.onnx_path("dense")}
+    for row in rows:
+        label = f"{row['method']}/{row['target']}"
+        models[label] = Path(row["model_dir"])
+        onnx[label] = run_dir.sweep_method_dir(row["target"], row["method"]) / METHOD_FILES["onnx"]
+    latency = time_models(models, onnx, build_splits(recipe.data, dense.spec).val, config)
+    dense_macs = count_macs(dense.spec).total
+    for row in rows:
+        row["latency_ms"] = latency[f"{row['method']}/{row['target']}"]
+        row["flops_ratio"] = round(row["flops"] / dense_macs, 4)
+    doc = {
+        "schema_version": 1,
+        "run_dir": str(run_dir.root),
+        "targets": targets,
+        "methods": list(SWEEP_METHODS),
+        "budget_epochs": recipe.budget_epochs,
+        "dense": {
+            "top1": dense_top1(recipe),
+            "flops": dense_macs,
+            "params": count_params(dense.spec),
+            "latency_ms": latency["dense"],
+        },
+        "rows": rows,
+        "latency": {"backend": "ort-cpu", "batches": list(config.batches)},
+    }
+    atomic_write_json(run_dir.sweep_json, doc)
+    from ofb_deploy.compare.plots import plot_pareto
+
+    plot_pareto(doc, run_dir.sweep_plot)
+    return doc

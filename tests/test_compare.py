@@ -1,0 +1,108 @@
+"""Baselines at equal MACs and ``compare``/``sweep`` on a tiny real run (test_vit on real Fashion-MNIST)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ofb_deploy.cli import main
+from ofb_deploy.compare import CompareConfig, compare_run, read_recipe
+from ofb_deploy.compare.baselines import MAC_TOLERANCE, torch_pruning_subnet, uniform_counts
+from ofb_deploy.data import DataConfig
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.finetune import finetune_run
+from ofb_deploy.models import count_macs, create_model, load_model_dir
+from ofb_deploy.pipeline import RunDir
+from ofb_deploy.search import SearchConfig, run_search
+from ofb_deploy.slicing import slice_run
+from ofb_deploy.train import TrainConfig, train
+
+
+@pytest.mark.parametrize("name", ["vit_fmnist_tiny", "test_vit_rgb", "deit_tiny_patch16_224"])
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_uniform_widths_meet_the_macs_within_1pct(name: str, fraction: float) -> None:
+    spec = create_model(name).spec
+    target = int(fraction * count_macs(spec).total)
+    counts = uniform_counts(spec, target)
+    assert counts["embed_dim"] == spec.embed_dim and len({json.dumps(b) for b in counts["blocks"]}) == 1
+    sub = spec.replace(
+        head_dim=tuple(b["head_dim"] for b in counts["blocks"]),
+        mlp_hidden=tuple(b["mlp_hidden"] for b in counts["blocks"]),
+    )
+    assert abs(count_macs(sub).total - target) <= MAC_TOLERANCE * target
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5])
+def test_torch_pruning_meets_the_macs_and_runs(fraction: float) -> None:
+    torch.manual_seed(0)
+    dense = create_model("vit_fmnist_tiny").eval()
+    target = int(fraction * count_macs(dense.spec).total)
+    sub, ratio = torch_pruning_subnet(dense, target)
+    assert 0 < ratio < 1 and abs(count_macs(sub.spec).total - target) <= MAC_TOLERANCE * target
+    assert sub.spec.embed_dim < dense.spec.embed_dim  # a uniform ratio prunes the embedding too
+    x = torch.randn(2, 1, 32, 32)
+    assert sub.eval()(x).shape == (2, 10)
+    assert dense.patch_embed.proj.out_channels == 64  # the dense model is not modified
+
+
+def test_torch_pruning_at_a_tiny_ratio_keeps_the_dense_function() -> None:
+    """Nothing pruned means the same logits: the q-scale fold and the state-dict conversion are exact."""
+    torch.manual_seed(0)
+    dense = create_model("test_vit").eval()
+    sub, _ = torch_pruning_subnet(dense, count_macs(dense.spec).total)
+    x = torch.randn(3, 1, 16, 16)
+    assert sub.spec == dense.spec
+    torch.testing.assert_close(sub.eval()(x), dense(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> RunDir:
+    """A run of test_vit through search, slice and finetune on a few hundred real images."""
+    run = RunDir(tmp_path_factory.mktemp("tiny_run"), create=True)
+    data = DataConfig(root=str(fmnist_root), train_size=384, val_size=128)
+    train("test_vit", data, run.dense_dir, TrainConfig(epochs=1, batch_size=32, lr=3e-3))
+    run.mark_done("train", "fixture")
+    run_search(run, SearchConfig(epochs=1, batch_size=32, prune_every=3, warmup_epochs=0.3), data=data)
+    slice_run(run)
+    finetune_run(run, TrainConfig(epochs=1, batch_size=32, lr=1e-3), data=data)
+    return run
+
+
+def test_compare_holds_every_method_at_equal_macs_and_epochs(tiny_run: RunDir) -> None:
+    recipe = read_recipe(tiny_run)
+    assert recipe.budget_epochs == 2 and recipe.search_passes == pytest.approx(1.0)
+    config = CompareConfig(seeds=(0,), batches=(1, 4), warmup_s=0.01, min_iters=2, min_time_s=0.02, rounds=2)
+    doc = compare_run(tiny_run, config)
+    assert set(doc["methods"]) == {"ofb", "magnitude", "torch-pruning", "scratch"}
+    assert doc["checks"]["equal_macs_within_1pct"] and doc["checks"]["equal_epochs"]
+    ofb = doc["methods"]["ofb"]["seeds"]["0"]
+    assert ofb["reused"] and ofb["model_dir"] == str(tiny_run.finetune_dir)
+    for method, m in doc["methods"].items():
+        run = m["seeds"]["0"]
+        assert run["epochs"] == 2 and abs(run["flops"] - ofb["flops"]) <= MAC_TOLERANCE * ofb["flops"], method
+        assert 0 <= run["top1"] <= 100 and set(m["latency_ms"]) == {"1", "4"}
+        assert (tiny_run.compare_method_dir(0, method) / "result.json").is_file()
+    scratch = load_model_dir(doc["methods"]["scratch"]["seeds"]["0"]["model_dir"])
+    assert scratch.spec == load_model_dir(tiny_run.finetune_dir).spec  # the OFB subnet's widths
+    assert tiny_run.compare_json.is_file() and tiny_run.compare_plot.stat().st_size > 1000
+    # a second call reads every finished method back instead of training again
+    before = {m: tiny_run.compare_method_dir(0, m).joinpath("result.json").stat().st_mtime_ns for m in doc["methods"]}
+    compare_run(tiny_run, config)
+    after = {m: tiny_run.compare_method_dir(0, m).joinpath("result.json").stat().st_mtime_ns for m in doc["methods"]}
+    assert before == after
+
+
+def test_compare_rejects_bad_input_before_any_work(tiny_run: RunDir, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError):
+        CompareConfig(methods=("ofb", "prune-everything"))
+    with pytest.raises(ConfigError):
+        CompareConfig(seeds=(0, 0))
+    assert main(["compare", str(tmp_path / "missing")]) != 0
+    assert main(["compare", str(tiny_run.root), "--seeds", "a,b"]) != 0
+    assert main(["sweep", str(tiny_run.root), "--target-flops", "0.5,7"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 3
+    assert not tiny_run.sweep_dir.exists()

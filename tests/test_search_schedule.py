@@ -1,0 +1,91 @@
+"""The search schedule without data: progressive rounds, alpha's lr, guarded rounds, target-closest finalisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models
+from ofb_deploy.pipeline.config import load_config
+from ofb_deploy.search import OfbSupernet, SearchConfig
+from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
+from ofb_deploy.search.loop import SearchState
+from ofb_deploy.search.pmim import PixelDecoder
+from ofb_deploy.search.simulate import simulate_alpha
+
+FMNIST_TRAIN = 60000
+
+
+def _default_search() -> tuple[SearchConfig, int]:
+    """The default run's search config and its steps per epoch on the full Fashion-MNIST training set."""
+    config = load_config("default")
+    search = config.search_config()
+    images = search.train_size or config.data_config().train_size or FMNIST_TRAIN
+    return search, math.ceil(images / search.batch_size)
+
+
+def test_default_schedule_removes_candidates_in_3_rounds_before_anything_is_final() -> None:
+    search, steps = _default_search()
+    spec = get_arch_spec(load_config("default").model, num_classes=10, in_chans=1)
+    result = simulate_alpha(spec, search, steps)
+    log = result["prune_log"]
+    first_final = next(i for i, r in enumerate(log + [{"became_final": ["end"]}]) if r["became_final"])
+    assert first_final >= 3, [(r["step"], r["became_final"]) for r in log]
+    assert all(any(c["after"] != c["before"] for c in r["changes"]) for r in log[:first_final])
+    assert log[0]["step"] <= steps // 2  # rounds start early, not after the warm-up
+    assert abs(result["flops"] - result["target_flops"]) <= 0.02 * result["target_flops"]
+
+
+def test_alpha_lr_warms_up_to_the_cadence_sized_peak_then_decays() -> None:
+    cfg = SearchConfig(epochs=2, prune_every=20, alpha_move=0.4, warmup_epochs=0.5)
+    model = create_model("test_vit")
+    state = SearchState(OfbSupernet(model), PixelDecoder(32, 4, 1), cfg, 1, 2, steps_per_epoch=100)
+    lrs = [state.alpha_lr(s) for s in range(200)]
+    assert cfg.peak_alpha_lr == pytest.approx(0.02)
+    assert lrs[0] <= 0.02 * cfg.peak_alpha_lr and max(lrs) == pytest.approx(cfg.peak_alpha_lr, rel=1e-6)
+    assert lrs.index(max(lrs)) == 49 and lrs[-1] < 0.01 * cfg.peak_alpha_lr
+    assert all(a <= b for a, b in zip(lrs[:49], lrs[1:50], strict=True))  # warm-up rises
+    assert all(a >= b for a, b in zip(lrs[50:-1], lrs[51:], strict=True))  # cosine falls
+    # Adam moves a logit by about its lr per step: at most alpha_move between two rounds
+    assert sum(lrs[100:120]) <= cfg.alpha_move + 1e-9
+
+
+@pytest.mark.parametrize("name", list_models("test_*"))
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_finalisation_lands_within_3pct_of_the_target(name: str, fraction: float) -> None:
+    spec = get_arch_spec(name)
+    cfg = SearchConfig(target_flops=str(fraction), epochs=2, prune_every=5, warmup_epochs=0.5)
+    result = simulate_alpha(spec, cfg, steps_per_epoch=40)
+    assert abs(result["flops"] - result["target_flops"]) <= 0.03 * result["target_flops"]
+
+
+def test_guard_keeps_a_round_from_losing_the_target() -> None:
+    torch.manual_seed(0)
+    net = OfbSupernet(create_model("test_vit"))
+    dense = count_macs(net.spec).total
+    target = 0.3 * dense
+    # every module would keep only its widest candidate: far above a 30% target
+    keep = {m.name: [i == len(m.candidates) - 1 for i in range(len(m.candidates))] for m in net.masks()}
+    assert closest_combination(net, target, dense, keep)[0] > 1.5 * target
+    guarded = guard_round(net, keep, target, dense)
+    macs, _ = closest_combination(net, target, dense, guarded)
+    assert abs(macs - target) <= GUARD_GAP * target
+    for m in net.masks():
+        assert guarded[m.name][-1]  # proposed survivors stay
+    # a round that keeps a close combination is left alone
+    full = {m.name: [True] * len(m.candidates) for m in net.masks()}
+    assert guard_round(net, full, target, dense) == full
+
+
+def test_closest_combination_prefers_probable_candidates_inside_the_band() -> None:
+    torch.manual_seed(0)
+    net = OfbSupernet(create_model("test_vit_rgb"))
+    dense = count_macs(net.spec).total
+    target = 0.5 * dense
+    _, picks = closest_combination(net, target, dense)
+    assert set(picks) == {m.name for m in net.masks()}
+    opened = finalize_closest(net, target, dense, lam=0.1)
+    assert len(opened) == len(net.masks()) and net.all_final
+    assert abs(float(net.soft_macs()) - target) <= 0.005 * target
