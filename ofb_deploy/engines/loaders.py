@@ -2,7 +2,7 @@
 
 A runner takes either the object itself or one of these; nothing heavy is imported or built before the call.
 ``OrtSessionFromOnnx`` makes an ONNX Runtime session for one execution provider (and can save the optimised
-model). ``TrtEngineFromOnnx`` builds a TensorRT / TensorRT-RTX engine (see ``tensorrt.py``) and
+model). ``TrtEngineFromOnnx`` builds a TensorRT / TensorRT-RTX engine (see ``trt_build.py``) and
 ``TrtEngineFromPath`` reads a serialized one; both give serialized bytes that the runner deserializes.
 """
 
@@ -119,7 +119,7 @@ class TrtEngineFromOnnx:
 
     Args:
         path: the ONNX file (float16 or QDQ ONNX for strongly typed TensorRT 11 / TensorRT-RTX).
-        config: the build options (``tensorrt.TrtBuildConfig``).
+        config: the build options (``trt_build.TrtBuildConfig``).
         library: ``tensorrt`` or ``tensorrt_rtx``.
         calibrator: a TensorRT 10 INT8 calibrator (``CalibrationSource.trt_calibrator``), or ``None``.
     """
@@ -130,7 +130,12 @@ class TrtEngineFromOnnx:
     calibrator: Any = None
 
     def __call__(self) -> bytes:
-        from ofb_deploy.engines.tensorrt import build_serialized_engine, import_trt
+        from ofb_deploy.engines.precision import check_build_precision
+        from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
+        from ofb_deploy.engines.trt_build import build_serialized_engine
 
         trt = import_trt(self.library)
+        weak = not is_strongly_typed(trt)
+        backend = "tensorrt-rtx" if self.library == "tensorrt_rtx" else "tensorrt"
+        check_build_precision(Path(self.path), self.config.precision, backend, weak, self.calibrator is not None)
         return build_serialized_engine(trt, Path(self.path), self.config, calibrator=self.calibrator)

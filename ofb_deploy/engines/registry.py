@@ -19,6 +19,7 @@ from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
 PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
 TRT_INSTALL = "pip install 'ofb-deploy[gpu]' (tensorrt, from NVIDIA's package index) on a machine with a CUDA GPU"
 RTX_INSTALL = "pip install tensorrt-rtx"
 
@@ -33,6 +34,7 @@ class BackendStatus:
         can_run: a runner can be activated here.
         reason: why not (empty when both are true), naming what to install.
         version: the backend library's version, when it imports.
+        artifact: what ``build`` makes for this backend (``build --list`` shows it).
     """
 
     name: str
@@ -40,6 +42,7 @@ class BackendStatus:
     can_run: bool
     reason: str = ""
     version: str = ""
+    artifact: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +55,19 @@ def cuda_device_name() -> str | None:
 
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # a broken driver raises several error types; all mean "no GPU here"
+        return None
+
+
+def cuda_device_capability() -> tuple[int, int] | None:
+    """Compute capability ``(major, minor)`` of CUDA device 0, or ``None`` without a usable GPU."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        major, minor = torch.cuda.get_device_capability(0)
+        return int(major), int(minor)
+    except Exception:  # as in cuda_device_name
         return None
 
 
@@ -75,20 +91,36 @@ def _ort_status(name: str) -> BackendStatus:
     return BackendStatus(name, True, False, f"ONNX Runtime has no {wanted} here: {install}", version)
 
 
+def _rtx_status(version: str) -> BackendStatus:
+    from ofb_deploy.engines.tensorrt import import_trt
+    from ofb_deploy.engines.tensorrt_rtx import TURING, device_reason, library_targets
+
+    trt = import_trt("tensorrt_rtx")
+    targets = library_targets(trt)
+    artifact = f"engine for {', '.join(targets)} (built on the CPU; fp32/int8 networks skip {TURING})"
+    why = device_reason(trt, cuda_device_capability(), cuda_device_name())
+    return BackendStatus("tensorrt-rtx", True, not why, why, version, artifact)
+
+
+TRT_ARTIFACTS = {
+    "tensorrt": "engine for one GPU model and TensorRT version (10: fp16/int8 builder flags; 11: float16/QDQ ONNX)",
+    "tensorrt-rtx": "engine for the compute capabilities TensorRT-RTX lists, built on the CPU (no GPU needed)",
+}
+
+
 def _trt_status(name: str) -> BackendStatus:
     module, install = ("tensorrt_rtx", RTX_INSTALL) if name == "tensorrt-rtx" else ("tensorrt", TRT_INSTALL)
     version = _module_version(module)
     if version is None:
-        return BackendStatus(name, False, False, f"{module} is not installed: {install}")
-    gpu = cuda_device_name()
+        return BackendStatus(name, False, False, f"{module} is not installed: {install}", "", TRT_ARTIFACTS[name])
     if name == "tensorrt-rtx":
-        if gpu is None:
-            why = "running a TensorRT-RTX engine needs an NVIDIA RTX-class GPU (Turing or newer); none found"
-            return BackendStatus(name, True, False, why, version)
-        return BackendStatus(name, True, True, "", version)
-    if gpu is None:
-        return BackendStatus(name, False, False, "TensorRT builds and runs engines on a CUDA GPU; none found", version)
-    return BackendStatus(name, True, True, "", version)
+        return _rtx_status(version)
+    kind = "weakly typed: fp16/int8 builder flags" if version.startswith("10.") else "strongly typed: float16/QDQ ONNX"
+    artifact = f"engine for this GPU model and TensorRT {version} ({kind})"
+    if cuda_device_name() is None:
+        why = "TensorRT builds and runs engines on a CUDA GPU; none found"
+        return BackendStatus(name, False, False, why, version, artifact)
+    return BackendStatus(name, True, True, "", version, artifact)
 
 
 @functools.cache
@@ -101,9 +133,7 @@ def backend_status(name: str) -> BackendStatus:
 
         device = "CPU and CUDA" if cuda_device_name() else "CPU"
         why = "" if device == "CPU and CUDA" else "runs on the CPU only (no CUDA GPU)"
-        return BackendStatus(
-            name, False, True, f"reference backend, nothing to build; {why}".rstrip("; "), torch.__version__
-        )
+        return BackendStatus(name, False, True, why, torch.__version__, "nothing: eager PyTorch is the reference")
     if name.startswith("ort-"):
         return _ort_status(name)
     return _trt_status(name)
