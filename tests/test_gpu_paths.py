@@ -1,6 +1,6 @@
 """GPU code paths checked without a GPU: precision checks, TensorRT-RTX targets and device support, builder
-config (TF32, targets) on the real TensorRT-RTX builder and TensorRT binding rules. What needs a GPU to run says
-so next to the code."""
+config (TF32, targets) on the real TensorRT-RTX builder, TensorRT binding rules and the ONNX Runtime TensorRT EP
+options. What needs a GPU to run says so next to the code."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
 from ofb_deploy.cli import main
 from ofb_deploy.engines import BACKENDS, list_backends, make_runner
 from ofb_deploy.engines.build import build_engine
+from ofb_deploy.engines.loaders import trt_provider_options
+from ofb_deploy.engines.ort import ort_session_for
 from ofb_deploy.engines.precision import check_build_precision, inspect_onnx_precision
 from ofb_deploy.engines.tensorrt import bind_tensors
 from ofb_deploy.engines.tensorrt_rtx import device_reason, engine_target_reason, library_targets, resolve_targets
@@ -191,3 +193,18 @@ def test_every_runner_describes_threads_and_precision(
         save_model_dir(create_model("test_vit"), model)
     info = make_runner(backend, model if backend == "torch" else onnx_files["fp32"], threads=1).describe()
     assert {"backend", "version", "precision", "threads"} <= set(info) and info["backend"] == backend
+
+
+def test_ort_trt_ep_gets_profile_cache_and_precision(onnx_files: dict[str, Path], tmp_path: Path) -> None:
+    profile = {"input": {"min": [1, 1, 16, 16], "opt": [8, 1, 16, 16], "max": [32, 1, 16, 16]}}
+    options = trt_provider_options("int8", profile, tmp_path / "cache")
+    assert options["trt_int8_enable"] and options["trt_fp16_enable"]
+    assert options["trt_profile_opt_shapes"] == "input:8x1x16x16" and options["trt_profile_max_shapes"].endswith(
+        "32x1x16x16"
+    )
+    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"] == str(tmp_path / "cache")
+    assert not trt_provider_options("fp32")["trt_fp16_enable"]
+    # a bare ONNX on the TensorRT EP: a profile over batches 1..32 from the graph's input, no cache written
+    loader = ort_session_for(onnx_files["fp16"], "trt", precision="fp16")
+    assert loader.trt_options()["trt_profile_min_shapes"] == "input:1x1x16x16" and loader.trt_cache_dir is None
+    assert loader.trt_options()["trt_fp16_enable"] and not loader.trt_options()["trt_int8_enable"]

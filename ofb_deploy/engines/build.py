@@ -15,14 +15,17 @@ QDQ ONNX is an error naming ``ofb-deploy export RUN --int8``: INT8 needs calibra
 (method, image count) that belong to export. Every build checks that the ONNX really holds the precision it is
 labelled with (``engines.precision``).
 
-For ONNX Runtime "build" means: pick that ONNX, save ORT's optimised graph as the engine file for ``ort-cpu``
-(a plain copy for the GPU providers, which optimise at session start) and write the sidecar.
+For ONNX Runtime an engine is an ONNX the provider optimised plus the sidecar: ORT's fully optimised graph for
+``ort-cpu`` and ``ort-cuda``, the basic-optimised graph plus the TensorRT EP's engine cache for ``ort-trt``. It is
+built only where the provider runs (``registry``): elsewhere it would be a mislabelled copy of the export.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from ofb_deploy.engines.registry import (
     cuda_device_name,
     require_backend,
 )
-from ofb_deploy.engines.sidecar import runtime_cache_path, write_sidecar
+from ofb_deploy.engines.sidecar import ort_trt_cache_dir, runtime_cache_path, write_sidecar
 from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
 from ofb_deploy.engines.trt_build import TrtBuildConfig, build_serialized_engine
 from ofb_deploy.errors import ArtifactError, ConfigError
@@ -46,28 +49,47 @@ log = logging.getLogger(__name__)
 CALIB_BATCH = 32  # TensorRT 10 calibration batch (capped at the number of calibration images)
 
 
-def _build_ort(onnx_path: Path, engine_path: Path, backend: str) -> dict[str, Any]:
-    from ofb_deploy.engines.loaders import OrtSessionFromOnnx, import_onnxruntime
+def _warm_trt_cache(engine_path: Path, precision: str, profile: dict[str, Any]) -> Path:
+    """Let the TensorRT EP build its engines once into a fresh cache folder, then move it next to the engine.
+
+    NOTE: needs onnxruntime-gpu with TensorRT and a GPU; the folder is renamed into place only when complete.
+    """
+    from ofb_deploy.engines.loaders import OrtSessionFromOnnx
+
+    final = ort_trt_cache_dir(engine_path)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        OrtSessionFromOnnx(engine_path, "trt", precision=precision, profile=profile, trt_cache_dir=work)()
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return final
+
+
+def _build_ort(onnx_path: Path, engine_path: Path, backend: str, precision: str, config: TrtBuildConfig) -> dict:
+    from ofb_deploy.engines.loaders import OrtSessionFromOnnx, batch_profile, import_onnxruntime, trt_provider_options
     from ofb_deploy.export.onnx import check_onnx
 
     ort = import_onnxruntime()
+    provider = backend.split("-", 1)[1]
     info = check_onnx(onnx_path, require_layernorm=False)
+    doc: dict[str, Any] = {"library": "onnxruntime", "library_version": ort.__version__}
+    doc |= {"gpu": cuda_device_name() if provider != "cpu" else None, "inputs": info["inputs"]}
+    doc |= {"outputs": info["outputs"], "profile": {"batch": "dynamic"}}
     with atomic_path(engine_path) as tmp:
-        if backend == "ort-cpu":
-            # NOTE: ORT writes its optimised graph (fusions, constant folding) while creating the session
-            OrtSessionFromOnnx(onnx_path, provider="cpu", threads=1, optimized_model_path=tmp)()
-        else:
-            shutil.copyfile(onnx_path, tmp)
-    return {
-        "library": "onnxruntime",
-        "library_version": ort.__version__,
-        "gpu": cuda_device_name() if backend != "ort-cpu" else None,
-        "profile": {"batch": "dynamic"},
-        "inputs": info["inputs"],
-        "outputs": info["outputs"],
-        "optimized": backend == "ort-cpu",
-        "built_on": "cpu: ORT-optimised graph" if backend == "ort-cpu" else "ONNX copy: the provider optimises at load",
-    }
+        # NOTE: ORT writes its optimised graph while creating the session. The TensorRT EP parses the graph
+        # itself, and ORT's extended fusions make contrib ops it cannot take, so ort-trt keeps basic ones only.
+        basic = provider == "trt"
+        OrtSessionFromOnnx(onnx_path, "cpu" if basic else provider, 1, optimized_model_path=tmp, basic_only=basic)()
+    doc["optimized"] = "basic" if provider == "trt" else "all"
+    doc["built_on"] = f"{provider}: ORT-optimised graph"
+    if provider == "trt":
+        doc["profile"] = {"batches": sorted(set(config.batches)), **batch_profile(info["inputs"], config.profile)}
+        doc["trt_cache"] = _warm_trt_cache(engine_path, precision, doc["profile"]).name
+        doc["provider_options"] = trt_provider_options(precision, doc["profile"], Path(doc["trt_cache"]))
+    return doc
 
 
 def _build_trt(
@@ -112,8 +134,8 @@ def build_engine(
         engine_path: destination engine file; the sidecar is ``engine_path + ".json"``.
         backend: one of ``BACKENDS`` except ``torch``.
         precision: ``fp32``, ``fp16`` or ``int8``; refused when the ONNX does not hold it.
-        config: TensorRT build options (batches, workspace, timing cache, optimisation level, compute
-            capabilities, TF32).
+        config: build options (batches for every backend; workspace, timing cache, optimisation level,
+            compute capabilities and TF32 for TensorRT).
         calibrator: TensorRT 10 INT8 calibrator (``CalibrationSource.trt_calibrator``).
 
     Returns:
@@ -134,7 +156,7 @@ def build_engine(
     found = check_build_precision(onnx_path, precision, backend, weak, calibrator is not None)
     try:
         if backend.startswith("ort-"):
-            info = _build_ort(onnx_path, engine_path, backend)
+            info = _build_ort(onnx_path, engine_path, backend, precision, config)
         else:
             info = _build_trt(onnx_path, engine_path, backend, config, calibrator)
         info["onnx_precision"] = {"qdq_nodes": found.qdq_nodes, "float16_tensors": found.float16_tensors}

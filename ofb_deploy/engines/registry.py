@@ -30,7 +30,7 @@ class BackendStatus:
 
     Args:
         name: backend name.
-        can_build: an engine (or, for ORT, the chosen ONNX plus sidecar) can be built here.
+        can_build: an engine (for ORT: the optimised ONNX plus sidecar) can be built here.
         can_run: a runner can be activated here.
         reason: why not (empty when both are true), naming what to install.
         version: the backend library's version, when it imports.
@@ -79,16 +79,25 @@ def _module_version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "installed"))
 
 
+ORT_ARTIFACTS = {
+    "ort-cpu": "ORT's optimised ONNX (for this CPU) + sidecar",
+    "ort-cuda": "ORT's optimised ONNX for CUDA + sidecar, made where the CUDA provider runs",
+    "ort-trt": "ONNX (basic ORT optimisations) + sidecar + TensorRT EP engine cache, made where the TensorRT EP runs",
+}
+
+
 def _ort_status(name: str) -> BackendStatus:
     provider = name.split("-", 1)[1]
+    artifact = ORT_ARTIFACTS[name]
     version = _module_version("onnxruntime") or ""
     if not version:
-        return BackendStatus(name, False, False, "onnxruntime is not installed: pip install onnxruntime")
+        return BackendStatus(name, False, False, "onnxruntime is not installed: pip install onnxruntime", "", artifact)
     if ort_provider_available(provider):
-        return BackendStatus(name, True, True, "", version)
+        return BackendStatus(name, True, True, "", version, artifact)
     wanted, install = ORT_PROVIDERS[provider]
-    # NOTE: building for ORT picks the ONNX and writes a sidecar, which needs no GPU; running needs the provider
-    return BackendStatus(name, True, False, f"ONNX Runtime has no {wanted} here: {install}", version)
+    # NOTE: an ORT engine is an ONNX the provider optimised; without the provider there is nothing to make but a
+    # copy of the exported ONNX, which would claim a build that never happened
+    return BackendStatus(name, False, False, f"ONNX Runtime has no {wanted} here: {install}", version, artifact)
 
 
 def _rtx_status(version: str) -> BackendStatus:

@@ -42,6 +42,11 @@ def runtime_cache_path(engine_path: Path) -> Path:
     return Path(f"{engine_path}.runtime.cache")
 
 
+def ort_trt_cache_dir(engine_path: Path) -> Path:
+    """``model.engine`` -> ``model.engine.trtcache/``: the ONNX Runtime TensorRT EP's engine and timing caches."""
+    return Path(f"{engine_path}.trtcache")
+
+
 def write_sidecar(engine_path: Path, onnx_path: Path, info: dict[str, Any]) -> dict[str, Any]:
     """Write the sidecar of ``engine_path`` built from ``onnx_path``.
 
