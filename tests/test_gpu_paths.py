@@ -1,6 +1,6 @@
 """GPU code paths checked without a GPU: precision checks, TensorRT-RTX targets and device support, builder
-config (TF32, targets) on the real TensorRT-RTX builder, TensorRT binding rules and the ONNX Runtime TensorRT EP
-options. What needs a GPU to run says so next to the code."""
+config (TF32, targets) on the real TensorRT-RTX builder, TensorRT binding rules, the ONNX Runtime TensorRT EP
+options and ``make gpu-check`` without a GPU. What needs a GPU to run says so next to the code."""
 
 from __future__ import annotations
 
@@ -208,3 +208,24 @@ def test_ort_trt_ep_gets_profile_cache_and_precision(onnx_files: dict[str, Path]
     loader = ort_session_for(onnx_files["fp16"], "trt", precision="fp16")
     assert loader.trt_options()["trt_profile_min_shapes"] == "input:1x1x16x16" and loader.trt_cache_dir is None
     assert loader.trt_options()["trt_fp16_enable"] and not loader.trt_options()["trt_int8_enable"]
+
+
+def test_gpu_check_without_a_gpu_says_why_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ofb_deploy.engines.registry import cuda_device_name
+
+    if cuda_device_name() is not None:
+        pytest.skip("a GPU is present: gpu_check would build and time for minutes")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--run-dir", str(tmp_path / "no-run"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 0 and len(lines) == 1 and "no NVIDIA GPU" in lines[0]
+    assert not out.exists()
