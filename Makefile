@@ -9,7 +9,7 @@ RUN_DIR ?= runs/default
 
 .PHONY: install run test test-fast lint clean
 .PHONY: export engine
-.PHONY: search bench pretrained compare sweep
+.PHONY: search bench gpu-check pretrained compare sweep
 # benchmark scripts `make bench` runs in order (each writes JSON under benchmarks/results/)
 BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py
 
@@ -84,3 +84,8 @@ sweep: install
 
 bench: install
 	@for script in $(BENCH_SCRIPTS); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# gpu-check: on an NVIDIA GPU, build every GPU backend x precision for $(RUN_DIR)'s dense and subnet models, check
+# parity against PyTorch and time them like `validate` -> benchmarks/results/gpu.json; without a GPU: one line, exit 0
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py --run-dir $(RUN_DIR)

@@ -93,3 +93,12 @@ def test_bad_method_and_trt11_style_library_has_no_calibrator(source: Calibratio
     # strongly typed TensorRT (11, RTX) removed IInt8EntropyCalibrator2: INT8 must come from the QDQ ONNX
     with pytest.raises(BackendUnavailableError, match="QDQ"):
         source.trt_calibrator(trt, tmp_path / "c.cache")
+
+
+def test_tensorrt10_calibration_batches_all_fit_the_profile() -> None:
+    images = np.zeros((20, 1, 16, 16), np.float32)
+    source = CalibrationSource(images, {"n": 20}, batch_size=16)
+    few = source.fixed_batches(32)  # fewer images than the wanted batch: the batch shrinks, nothing overruns
+    assert few.batch_size == 20 and [len(f["input"]) for f in few] == [20]
+    many = source.fixed_batches(8)
+    assert [len(f["input"]) for f in many] == [8, 8]  # the short last batch (4) is dropped

@@ -117,6 +117,20 @@ class CalibrationSource:
         """An ONNX Runtime ``CalibrationDataReader``."""
         return OrtCalibrationReader(self.reader(input_name=input_name))
 
+    def fixed_batches(self, batch_size: int | None = None, input_name: str = INPUT_NAME) -> ArrayReader:
+        """Batches that all have exactly ``reader.batch_size`` images, for TensorRT 10 calibration.
+
+        TensorRT reads ``batch x C x H x W`` floats behind each pointer (the calibration profile's shape), so a
+        short batch would make it read past the buffer: the batch is capped at the number of images and a short
+        last batch is dropped.
+
+        Args:
+            batch_size: wanted batch (default: the source's); fewer images than that make a smaller batch.
+            input_name: the network input's name.
+        """
+        batch = max(1, min(batch_size or self.batch_size, len(self.images)))
+        return ArrayReader(self.images, batch_size=batch, input_name=input_name, drop_last=True)
+
     def trt_calibrator(
         self,
         trt: Any,
@@ -126,15 +140,18 @@ class CalibrationSource:
     ) -> Any:
         """A TensorRT 10 ``IInt8EntropyCalibrator2`` with a cache file (see ``calibrate.trt``).
 
+        The build gives it a calibration profile of its own with min = opt = max = ``get_batch_size()``, because
+        TensorRT calibrates at the calibration profile's opt shape (``engines.trt_build``).
+
         Args:
             trt: the imported ``tensorrt`` module (10.x; 11 has no calibrators).
             cache_path: calibration cache; read when present, written after calibrating.
             input_name: the network input's name.
-            batch_size: calibration batch (must fit the engine's calibration profile; default: the source's).
+            batch_size: calibration batch (default: the source's; capped at the number of images).
         """
         from ofb_deploy.calibrate.trt import make_entropy_calibrator
 
-        return make_entropy_calibrator(trt, self.reader(batch_size, input_name=input_name), cache_path)
+        return make_entropy_calibrator(trt, self.fixed_batches(batch_size, input_name), cache_path)
 
     def quantize_qdq(self, onnx_path: Path, out_path: Path, config: Any = None, cache_dir: Path | None = None) -> dict:
         """Write a QDQ INT8 ONNX of ``onnx_path`` (see ``calibrate.qdq.quantize_qdq``)."""

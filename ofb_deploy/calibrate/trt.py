@@ -3,7 +3,8 @@
 Only TensorRT 10.x has implicit-quantization calibrators (deprecated since 10.1, removed in 11; DEPLOY.md).
 The class is created inside a function because its base class lives in the ``tensorrt`` module, which is
 imported lazily. Batches go to the GPU through torch CUDA tensors (torch is already a dependency; TensorRT
-only needs a device pointer), kept alive until the next ``get_batch`` call as TensorRT requires.
+only needs a device pointer), kept alive until the next ``get_batch`` call as TensorRT requires. Needs
+TensorRT 10 and a GPU: nothing in the class body can run on this project's CPU-only CI.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def make_entropy_calibrator(trt: Any, reader: ArrayReader, cache_path: Path) -> 
 
     Args:
         trt: the imported ``tensorrt`` module (10.x).
-        reader: fixed-size batches (``drop_last``) of preprocessed images; one network input.
+        reader: batches of exactly ``reader.batch_size`` preprocessed images (``CalibrationSource.fixed_batches``);
+            the build's calibration profile is that batch (min = opt = max).
         cache_path: read when present (calibration is then skipped by TensorRT), written after calibrating.
     """
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
@@ -50,7 +52,14 @@ def make_entropy_calibrator(trt: Any, reader: ArrayReader, cache_path: Path) -> 
             feed = self.reader.get_next()
             if feed is None:
                 return None
-            self._device = torch.from_numpy(feed[reader.input_name]).cuda().contiguous()
+            batch = feed[reader.input_name]
+            if list(names) != [reader.input_name] or len(batch) != reader.batch_size:
+                # NOTE: TensorRT reads the calibration profile's shape behind the pointer; anything else overruns
+                log.error("calibration batch %s for %s does not fit the profile", batch.shape, names)
+                return None
+            self._device = torch.from_numpy(batch).cuda().contiguous()
+            # NOTE: TensorRT reads the buffer on its own stream; the copy must be finished when we return
+            torch.cuda.current_stream().synchronize()
             return [int(self._device.data_ptr())]
 
         def read_calibration_cache(self) -> bytes | None:

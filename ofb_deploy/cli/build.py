@@ -27,10 +27,11 @@ def _batches(text: str) -> tuple[int, ...]:
 def _print_backends() -> None:
     from ofb_deploy.engines import list_backends
 
-    table = Table("backend", "version", "build", "run", "why not / what to install")
+    table = Table("backend", "version", "build", "run", "what build makes", "why not / what to install")
     for s in list_backends():
         yes = {True: "[green]yes[/]", False: "[red]no[/]"}
-        table.add_row(s.name, s.version or "-", yes[s.can_build], yes[s.can_run], escape(s.reason))
+        row = (s.name, s.version or "-", yes[s.can_build], yes[s.can_run], escape(s.artifact), escape(s.reason))
+        table.add_row(*row)
     console.print(table)
 
 
@@ -45,6 +46,10 @@ def build_cli(
     workspace: Annotated[int | None, typer.Option(help="TensorRT workspace limit in MiB")] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file")] = None,
     opt_level: Annotated[int | None, typer.Option(help="TensorRT builder optimisation level 0..5")] = None,
+    compute_capability: Annotated[
+        str, typer.Option(help="TensorRT-RTX targets, e.g. sm89,sm120 or current (default: all it supports)")
+    ] = "",
+    tf32: Annotated[bool, typer.Option("--tf32", help="allow TF32 in TensorRT fp32 layers (~1e-3 rel. error)")] = False,
     list_: Annotated[bool, typer.Option("--list", help="show which backends this machine can build and run")] = False,
 ) -> None:
     """Build engines (and JSON sidecars) for every exported model of RUN_DIR."""
@@ -65,6 +70,8 @@ def build_cli(
         workspace_mb=workspace,
         timing_cache=timing_cache,
         opt_level=opt_level,
+        compute_capabilities=tuple(c for c in compute_capability.split(",") if c.strip()),
+        tf32=tf32,
     )
     for role, doc in built.items():
         where = doc.get("gpu") or doc.get("built_on") or "cpu"

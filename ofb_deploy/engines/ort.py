@@ -1,8 +1,9 @@
 """``OrtRunner``: ONNX Runtime on the CPU, CUDA or TensorRT execution provider (backends ``ort-*``).
 
-The session comes from ``OrtSessionFromOnnx`` (or is passed in). Inputs and outputs are matched by name; a
-float16 model's float32 I/O (DEPLOY.md: inputs/outputs stay float32) needs no casting here. On a GPU provider
-``bind()`` copies the batch to the device once with an ``IOBinding`` so timed runs exclude host-device copies.
+The session comes from ``OrtSessionFromOnnx`` (``ort_session_for`` picks its TensorRT EP options), or is passed
+in. Inputs and outputs are matched by name; a float16 model's float32 I/O (DEPLOY.md: inputs/outputs stay
+float32) needs no casting here. On a GPU provider ``bind()`` copies the batch to the device once with an
+``IOBinding`` so timed runs exclude host-device copies.
 """
 
 from __future__ import annotations
@@ -19,6 +20,40 @@ from ofb_deploy.engines.loaders import OrtSessionFromOnnx
 from ofb_deploy.errors import ConfigError
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+def ort_session_for(
+    path: Path,
+    provider: str,
+    threads: int | None = None,
+    precision: str = "fp32",
+) -> OrtSessionFromOnnx:
+    """The session loader for an ONNX file or an ORT engine that ``build`` wrote.
+
+    For the TensorRT EP an engine brings its build's profile shapes, precision and engine cache (sidecar), so the
+    session loads the TensorRT engines built then; a bare ONNX gets a profile over batches 1..32 so that batches
+    inside it share one TensorRT engine (without a cache: nothing is written next to a file we did not build).
+
+    Args:
+        path: ``.onnx`` or ``.engine``.
+        provider: ``cpu``, ``cuda`` or ``trt``.
+        threads: intra-op threads.
+        precision: the TensorRT EP's fp16 / int8 flags for a bare ONNX.
+    """
+    if provider != "trt":
+        return OrtSessionFromOnnx(path, provider=provider, threads=threads)
+    from ofb_deploy.engines.loaders import batch_profile
+    from ofb_deploy.engines.registry import DEFAULT_BATCHES
+    from ofb_deploy.engines.sidecar import ort_trt_cache_dir, read_sidecar, sidecar_path
+
+    if path.suffix == ".engine" and sidecar_path(path).is_file():
+        doc = read_sidecar(path)
+        options = {"precision": doc["precision"], "profile": doc["profile"], "trt_cache_dir": ort_trt_cache_dir(path)}
+        return OrtSessionFromOnnx(path, "trt", threads, **options)
+    from ofb_deploy.export.onnx import check_onnx
+
+    profile = batch_profile(check_onnx(path, require_layernorm=False)["inputs"], DEFAULT_BATCHES)
+    return OrtSessionFromOnnx(path, "trt", threads, precision=precision, profile=profile)
 
 
 class OrtRunner(Runner):
@@ -47,7 +82,7 @@ class OrtRunner(Runner):
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         if isinstance(session, str | Path):
-            session = OrtSessionFromOnnx(Path(session), provider=provider, threads=threads)
+            session = ort_session_for(Path(session), provider, threads, precision)
         self._source = session
         self.provider = provider
         self.threads = threads
@@ -107,4 +142,6 @@ class OrtRunner(Runner):
         src = self._source
         if isinstance(src, OrtSessionFromOnnx):
             info["model"] = str(src.path)
+            if src.provider == "trt":
+                info["provider_options"] = src.trt_options()
         return info

@@ -19,6 +19,7 @@ from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
 PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
 TRT_INSTALL = "pip install 'ofb-deploy[gpu]' (tensorrt, from NVIDIA's package index) on a machine with a CUDA GPU"
 RTX_INSTALL = "pip install tensorrt-rtx"
 
@@ -29,10 +30,11 @@ class BackendStatus:
 
     Args:
         name: backend name.
-        can_build: an engine (or, for ORT, the chosen ONNX plus sidecar) can be built here.
+        can_build: an engine (for ORT: the optimised ONNX plus sidecar) can be built here.
         can_run: a runner can be activated here.
         reason: why not (empty when both are true), naming what to install.
         version: the backend library's version, when it imports.
+        artifact: what ``build`` makes for this backend (``build --list`` shows it).
     """
 
     name: str
@@ -40,6 +42,7 @@ class BackendStatus:
     can_run: bool
     reason: str = ""
     version: str = ""
+    artifact: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +58,19 @@ def cuda_device_name() -> str | None:
         return None
 
 
+def cuda_device_capability() -> tuple[int, int] | None:
+    """Compute capability ``(major, minor)`` of CUDA device 0, or ``None`` without a usable GPU."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        major, minor = torch.cuda.get_device_capability(0)
+        return int(major), int(minor)
+    except Exception:  # as in cuda_device_name
+        return None
+
+
 def _module_version(module: str) -> str | None:
     try:
         mod = importlib.import_module(module)
@@ -63,32 +79,57 @@ def _module_version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "installed"))
 
 
+ORT_ARTIFACTS = {
+    "ort-cpu": "ORT's optimised ONNX (for this CPU) + sidecar",
+    "ort-cuda": "ORT's optimised ONNX for CUDA + sidecar, made where the CUDA provider runs",
+    "ort-trt": "ONNX (basic ORT optimisations) + sidecar + TensorRT EP engine cache, made where the TensorRT EP runs",
+}
+
+
 def _ort_status(name: str) -> BackendStatus:
     provider = name.split("-", 1)[1]
+    artifact = ORT_ARTIFACTS[name]
     version = _module_version("onnxruntime") or ""
     if not version:
-        return BackendStatus(name, False, False, "onnxruntime is not installed: pip install onnxruntime")
+        return BackendStatus(name, False, False, "onnxruntime is not installed: pip install onnxruntime", "", artifact)
     if ort_provider_available(provider):
-        return BackendStatus(name, True, True, "", version)
+        return BackendStatus(name, True, True, "", version, artifact)
     wanted, install = ORT_PROVIDERS[provider]
-    # NOTE: building for ORT picks the ONNX and writes a sidecar, which needs no GPU; running needs the provider
-    return BackendStatus(name, True, False, f"ONNX Runtime has no {wanted} here: {install}", version)
+    # NOTE: an ORT engine is an ONNX the provider optimised; without the provider there is nothing to make but a
+    # copy of the exported ONNX, which would claim a build that never happened
+    return BackendStatus(name, False, False, f"ONNX Runtime has no {wanted} here: {install}", version, artifact)
+
+
+def _rtx_status(version: str) -> BackendStatus:
+    from ofb_deploy.engines.tensorrt import import_trt
+    from ofb_deploy.engines.tensorrt_rtx import TURING, device_reason, library_targets
+
+    trt = import_trt("tensorrt_rtx")
+    targets = library_targets(trt)
+    artifact = f"engine for {', '.join(targets)} (built on the CPU; fp32/int8 networks skip {TURING})"
+    why = device_reason(trt, cuda_device_capability(), cuda_device_name())
+    return BackendStatus("tensorrt-rtx", True, not why, why, version, artifact)
+
+
+TRT_ARTIFACTS = {
+    "tensorrt": "engine for one GPU model and TensorRT version (10: fp16/int8 builder flags; 11: float16/QDQ ONNX)",
+    "tensorrt-rtx": "engine for the compute capabilities TensorRT-RTX lists, built on the CPU (no GPU needed)",
+}
 
 
 def _trt_status(name: str) -> BackendStatus:
     module, install = ("tensorrt_rtx", RTX_INSTALL) if name == "tensorrt-rtx" else ("tensorrt", TRT_INSTALL)
     version = _module_version(module)
     if version is None:
-        return BackendStatus(name, False, False, f"{module} is not installed: {install}")
-    gpu = cuda_device_name()
+        return BackendStatus(name, False, False, f"{module} is not installed: {install}", "", TRT_ARTIFACTS[name])
     if name == "tensorrt-rtx":
-        if gpu is None:
-            why = "running a TensorRT-RTX engine needs an NVIDIA RTX-class GPU (Turing or newer); none found"
-            return BackendStatus(name, True, False, why, version)
-        return BackendStatus(name, True, True, "", version)
-    if gpu is None:
-        return BackendStatus(name, False, False, "TensorRT builds and runs engines on a CUDA GPU; none found", version)
-    return BackendStatus(name, True, True, "", version)
+        return _rtx_status(version)
+    kind = "weakly typed: fp16/int8 builder flags" if version.startswith("10.") else "strongly typed: float16/QDQ ONNX"
+    artifact = f"engine for this GPU model and TensorRT {version} ({kind})"
+    if cuda_device_name() is None:
+        why = "TensorRT builds and runs engines on a CUDA GPU; none found"
+        return BackendStatus(name, False, False, why, version, artifact)
+    return BackendStatus(name, True, True, "", version, artifact)
 
 
 @functools.cache
@@ -101,9 +142,7 @@ def backend_status(name: str) -> BackendStatus:
 
         device = "CPU and CUDA" if cuda_device_name() else "CPU"
         why = "" if device == "CPU and CUDA" else "runs on the CPU only (no CUDA GPU)"
-        return BackendStatus(
-            name, False, True, f"reference backend, nothing to build; {why}".rstrip("; "), torch.__version__
-        )
+        return BackendStatus(name, False, True, why, torch.__version__, "nothing: eager PyTorch is the reference")
     if name.startswith("ort-"):
         return _ort_status(name)
     return _trt_status(name)

@@ -2,7 +2,9 @@
 
 Engines are tied to the GPU model and the library version (DEPLOY.md), so the sidecar records both, plus the
 precision, the batch profile, input/output names and shapes, the sha256 of the ONNX it was built from and of
-the engine itself. ``check_sidecar`` refuses a sidecar that is incomplete or no longer matches its files.
+the engine itself. Caches a backend keeps next to an engine are named here too (engines may live outside a run
+directory, so ``RunDir`` cannot name them).
+``check_sidecar`` refuses a sidecar that is incomplete or no longer matches its files.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ REQUIRED = (
 def sidecar_path(engine_path: Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     return Path(f"{engine_path}.json")
+
+
+def runtime_cache_path(engine_path: Path) -> Path:
+    """``model.engine`` -> ``model.engine.runtime.cache``: TensorRT-RTX's specialised kernels for this GPU."""
+    return Path(f"{engine_path}.runtime.cache")
+
+
+def ort_trt_cache_dir(engine_path: Path) -> Path:
+    """``model.engine`` -> ``model.engine.trtcache/``: the ONNX Runtime TensorRT EP's engine and timing caches."""
+    return Path(f"{engine_path}.trtcache")
 
 
 def write_sidecar(engine_path: Path, onnx_path: Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -1,23 +1,22 @@
-"""TensorRT engines: one builder for TensorRT 10, TensorRT 11 and TensorRT-RTX, and ``TrtRunner``.
+"""``TrtRunner``: a serialized TensorRT 10 / 11 or TensorRT-RTX engine on the GPU (builder: ``trt_build.py``).
 
-All three share the API DEPLOY.md lists: ``Builder.create_network``, ``OnnxParser``, ``set_memory_pool_limit``,
-an optimization profile with min/opt/max batch, a timing cache, ``build_serialized_network``, name-based I/O
-and ``execute_async_v3``. They differ in typing, detected at run time from the imported module:
+I/O is name-based (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), with
+device memory and the stream from torch's CUDA API. Three rules keep a run correct on a real GPU:
 
-* TensorRT 10 (``BuilderFlag.FP16`` exists): weakly typed. fp16 and int8 are builder flags on the fp32 ONNX;
-  int8 uses an ``IInt8EntropyCalibrator2`` (with cache) and a calibration profile.
-* TensorRT 11 and TensorRT-RTX: strongly typed. The precision is in the ONNX: fp16 from the float16 ONNX,
-  int8 from the QDQ ONNX; no precision flags exist.
+* every ``set_input_shape`` / ``set_tensor_address`` result is checked, a batch outside the engine's profile is a
+  one-line ``ConfigError`` before TensorRT sees it, and ``all_binding_shapes_specified`` must hold before a run;
+* shapes and addresses are set again (when they differ) before *every* run, because ``infer()`` binds buffers
+  of its own that are freed when it returns: a later ``run_bound()`` must not read them;
+* inputs and outputs are allocated and copied on the engine's own stream (``torch.cuda.stream``), after it waits
+  for torch's current stream, so the engine never reads an input that is still being copied.
 
-TensorRT-RTX builds on a machine without a GPU ("CPU-only AOT") for the compute capabilities it is told;
-deserializing needs an RTX-class GPU. Device memory and streams come from torch's CUDA API.
+None of this can run without a GPU; ``bind_tensors`` (the shape/address logic) is tested with a stand-in context.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ import numpy as np
 
 from ofb_deploy.engines.base import Runner, TensorSpec
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError
-from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,158 +52,36 @@ def library_name(trt: Any) -> str:
     return "tensorrt_rtx" if trt.__name__.startswith("tensorrt_rtx") else "tensorrt"
 
 
-@dataclass
-class TrtBuildConfig:
-    """Engine build options.
+def _check_batch(engine: Any, name: str, shape: tuple[int, ...]) -> None:
+    lo, _opt, hi = (tuple(d) for d in engine.get_tensor_profile_shape(name, 0))
+    if not all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True)):
+        raise ConfigError(
+            f"input {name} shape {list(shape)} is outside the engine's profile {list(lo)}..{list(hi)}: "
+            f"rebuild with --batch covering {shape[0]}"
+        )
+
+
+def bind_tensors(context: Any, engine: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int]) -> None:
+    """Set input shapes and tensor addresses where they differ from the context's, checking every result.
 
     Args:
-        precision: ``fp32``, ``fp16`` or ``int8`` (strongly typed builds check that the ONNX matches).
-        batches: batch sizes the profile must cover; min/opt/max are min, median and max of them.
-        workspace_mb: workspace memory pool limit in MiB (``None``: TensorRT's default).
-        timing_cache: file to load the timing cache from and save it back to.
-        opt_level: builder optimisation level 0..5 (``None``: default 3).
-        compute_capabilities: TensorRT-RTX targets such as ``["sm89"]``; empty: the current GPU, or SM89
-            (RTX 40) when building without a GPU.
+        context: the ``IExecutionContext``.
+        engine: its ``ICudaEngine`` (for the profile's min/max shapes).
+        shapes: input name to shape.
+        addresses: every I/O tensor name to its device pointer.
     """
-
-    precision: str = "fp32"
-    batches: tuple[int, ...] = (1, 8, 32)
-    workspace_mb: int | None = None
-    timing_cache: Path | None = None
-    opt_level: int | None = None
-    compute_capabilities: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise ConfigError(f"unknown precision {self.precision!r}; choose fp32, fp16 or int8")
-        if not self.batches or min(self.batches) < 1:
-            raise ConfigError(f"batch sizes must be positive integers, got {self.batches}")
-        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"builder optimisation level must be 0..5, got {self.opt_level}")
-        if self.workspace_mb is not None and self.workspace_mb < 1:
-            raise ConfigError(f"workspace must be >= 1 MiB, got {self.workspace_mb}")
-
-    @property
-    def profile(self) -> tuple[int, int, int]:
-        """(min, opt, max) batch: opt is the median requested size."""
-        ordered = sorted(set(self.batches))
-        return ordered[0], ordered[len(ordered) // 2], ordered[-1]
-
-
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
-    flags = 0
-    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if is_strongly_typed(trt) and strongly is not None:
-        flags |= 1 << int(strongly)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ArtifactError(f"{library_name(trt)} cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
-    return network, parser
-
-
-def _profile(builder: Any, network: Any, config: TrtBuildConfig) -> tuple[Any, dict[str, Any]]:
-    lo, opt, hi = config.profile
-    profile = builder.create_optimization_profile()
-    shapes: dict[str, Any] = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        dims = list(tensor.shape)
-        if any(d < 0 for d in dims[1:]):
-            raise ArtifactError(f"input {tensor.name} has dynamic non-batch dims {dims}; only the batch may vary")
-        shape = [[b, *dims[1:]] for b in (lo, opt, hi)]
-        profile.set_shape(tensor.name, *shape)
-        shapes[tensor.name] = {"min": shape[0], "opt": shape[1], "max": shape[2]}
-    return profile, shapes
-
-
-def _set_precision(trt: Any, builder: Any, config_trt: Any, config: TrtBuildConfig, profile: Any, calib: Any) -> None:
-    if is_strongly_typed(trt):
-        return  # NOTE: strongly typed: the ONNX's float16 / QDQ types decide; there are no flags to set
-    if config.precision in ("fp16", "int8"):
-        config_trt.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32
-    if config.precision == "int8":
-        config_trt.set_flag(trt.BuilderFlag.INT8)
-        if calib is not None:
-            config_trt.int8_calibrator = calib
-            config_trt.set_calibration_profile(profile)
-
-
-def _set_targets(trt: Any, config_trt: Any, config: TrtBuildConfig) -> list[str]:
-    if library_name(trt) != "tensorrt_rtx":
-        return []
-    from ofb_deploy.engines.registry import cuda_device_name
-
-    names = [c.upper() for c in config.compute_capabilities] or (["CURRENT"] if cuda_device_name() else ["SM89"])
-    try:
-        caps = [getattr(trt.ComputeCapability, n) for n in names]
-    except AttributeError as exc:
-        known = [n for n in dir(trt.ComputeCapability) if n.startswith("SM")]
-        raise ConfigError(f"unknown compute capability in {names}; TensorRT-RTX knows {known}") from exc
-    config_trt.num_compute_capabilities = len(caps)
-    for i, cap in enumerate(caps):
-        config_trt.set_compute_capability(cap, i)
-    return [n.lower() for n in names]
-
-
-def _io_specs(network: Any) -> dict[str, Any]:
-    def spec(t: Any) -> dict[str, Any]:
-        return {"shape": list(t.shape), "dtype": str(t.dtype).rsplit(".", 1)[-1].lower()}
-
-    return {
-        "inputs": {network.get_input(i).name: spec(network.get_input(i)) for i in range(network.num_inputs)},
-        "outputs": {network.get_output(i).name: spec(network.get_output(i)) for i in range(network.num_outputs)},
-    }
-
-
-def build_serialized_engine(
-    trt: Any,
-    onnx_path: Path,
-    config: TrtBuildConfig,
-    calibrator: Any = None,
-    info: dict[str, Any] | None = None,
-) -> bytes:
-    """Parse ``onnx_path`` and build a serialized engine with ``config``.
-
-    Args:
-        trt: the imported ``tensorrt`` or ``tensorrt_rtx`` module.
-        onnx_path: the ONNX (float16 / QDQ for strongly typed fp16 / int8 builds).
-        config: build options.
-        calibrator: TensorRT 10 INT8 calibrator (weakly typed int8 only).
-        info: filled with the profile, I/O specs, targets and flags, for the sidecar.
-    """
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, Path(onnx_path))
-    config_trt = builder.create_builder_config()
-    if config.workspace_mb is not None:
-        config_trt.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mb << 20)
-    if config.opt_level is not None:
-        config_trt.builder_optimization_level = config.opt_level
-    profile, shapes = _profile(builder, network, config)
-    config_trt.add_optimization_profile(profile)
-    _set_precision(trt, builder, config_trt, config, profile, calibrator)
-    targets = _set_targets(trt, config_trt, config)
-    cache = None
-    cpu_only = library_name(trt) == "tensorrt_rtx" and "current" not in targets
-    if config.timing_cache is not None and cpu_only:
-        # NOTE: a timing cache records GPU kernel timings; a CPU-only AOT build has none to record or reuse
-        log.warning("timing cache %s ignored: a CPU-only TensorRT-RTX build times no kernels", config.timing_cache)
-    elif config.timing_cache is not None:
-        blob = Path(config.timing_cache).read_bytes() if Path(config.timing_cache).is_file() else b""
-        cache = config_trt.create_timing_cache(blob)
-        config_trt.set_timing_cache(cache, False)
-    serialized = builder.build_serialized_network(network, config_trt)
-    if serialized is None:
-        raise ArtifactError(f"{library_name(trt)} failed to build an engine from {onnx_path} (see the log above)")
-    if cache is not None:
-        atomic_write_bytes(config.timing_cache, bytes(config_trt.get_timing_cache().serialize()))
-    if info is not None:
-        info |= {"profile": shapes, **_io_specs(network), "strongly_typed": is_strongly_typed(trt)}
-        info |= {"compute_capabilities": targets, "opt_level": config.opt_level, "workspace_mb": config.workspace_mb}
-        info["timing_cache"] = str(config.timing_cache) if cache is not None else None
-    return bytes(serialized)
+    for name, shape in shapes.items():
+        if tuple(context.get_tensor_shape(name)) == tuple(shape):
+            continue  # NOTE: the timed loop lands here; the context accepted this shape before
+        _check_batch(engine, name, shape)
+        if not context.set_input_shape(name, shape):
+            raise ArtifactError(f"TensorRT refused shape {list(shape)} for input {name}")
+    # NOTE: TensorRT 11 may drop this property; infer_shapes() then reports unresolved tensors the same way
+    if not getattr(context, "all_binding_shapes_specified", True):
+        raise ArtifactError(f"not every input shape is set (inputs set: {sorted(shapes)})")
+    for name, ptr in addresses.items():
+        if context.get_tensor_address(name) != ptr and not context.set_tensor_address(name, ptr):
+            raise ArtifactError(f"TensorRT refused the device address of tensor {name}")
 
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "INT8": "int8"}
@@ -235,7 +111,7 @@ class TrtRunner(Runner):
         self._engine: Any = None
         self._context: Any = None
         self._stream: Any = None
-        self._buffers: dict[str, Any] = {}
+        self._runtime_cache: Any = None
 
     @classmethod
     def from_target(
@@ -243,6 +119,7 @@ class TrtRunner(Runner):
     ) -> TrtRunner:
         """A runner for an ``.engine`` file, or one that builds ``target`` if it is an ``.onnx``."""
         from ofb_deploy.engines.loaders import TrtEngineFromOnnx, TrtEngineFromPath
+        from ofb_deploy.engines.trt_build import TrtBuildConfig
 
         if Path(target).suffix == ".onnx":
             loader: Any = TrtEngineFromOnnx(Path(target), TrtBuildConfig(precision=precision), library)
@@ -250,25 +127,36 @@ class TrtRunner(Runner):
             loader = TrtEngineFromPath(Path(target))
         return cls(loader, library=library, precision=precision, name=name)
 
-    def _check_compatible(self) -> None:
-        """Engines are tied to the library version and (for TensorRT) the GPU model: compare with the sidecar."""
+    def _engine_path(self) -> Path | None:
         from ofb_deploy.engines.loaders import TrtEngineFromPath
-        from ofb_deploy.engines.registry import backend_status, cuda_device_name
+
+        return Path(self._source.path) if isinstance(self._source, TrtEngineFromPath) else None
+
+    def _check_compatible(self) -> None:
+        """Engines are tied to the library version, the GPU model (TensorRT) or the targets (RTX): check the sidecar."""
+        from ofb_deploy.engines.registry import backend_status, cuda_device_capability, cuda_device_name
         from ofb_deploy.engines.sidecar import read_sidecar, sidecar_path
 
-        src = self._source
-        if not isinstance(src, TrtEngineFromPath) or not sidecar_path(src.path).is_file():
+        path = self._engine_path()
+        if path is None or not sidecar_path(path).is_file():
             return
-        doc = read_sidecar(src.path)
+        doc = read_sidecar(path)
         have = backend_status(self.backend).version
         if have and doc["library_version"] != have:
             raise ArtifactError(
-                f"{src.path} was built with {doc['library']} {doc['library_version']}, this machine has {have}: "
+                f"{path} was built with {doc['library']} {doc['library_version']}, this machine has {have}: "
                 "rebuild it with `ofb-deploy build`"
             )
         gpu = cuda_device_name()
-        if self.library == "tensorrt" and gpu and doc["gpu"] and doc["gpu"] != gpu:
-            raise ArtifactError(f"{src.path} was built for {doc['gpu']}, this GPU is {gpu}: rebuild it")
+        targets = doc.get("compute_capabilities") or []
+        if (self.library == "tensorrt" or "current" in targets) and gpu and doc["gpu"] and doc["gpu"] != gpu:
+            raise ArtifactError(f"{path} was built for {doc['gpu']}, this GPU is {gpu}: rebuild it")
+        if self.library == "tensorrt_rtx":
+            from ofb_deploy.engines.tensorrt_rtx import engine_target_reason
+
+            why = engine_target_reason(targets, cuda_device_capability())
+            if why:
+                raise ArtifactError(f"{path} was {why}")
 
     def _activate(self) -> None:
         from ofb_deploy.engines.registry import backend_status
@@ -285,12 +173,28 @@ class TrtRunner(Runner):
         self._engine = self._runtime.deserialize_cuda_engine(blob)
         if self._engine is None:
             raise ArtifactError(f"{self.library} cannot deserialize the engine: built for another GPU or version?")
-        self._context = self._engine.create_execution_context()
+        if self.library == "tensorrt_rtx":
+            from ofb_deploy.engines.tensorrt_rtx import make_context
+
+            self._context, self._runtime_cache = make_context(trt, self._engine, self._runtime_cache_path())
+        else:
+            self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise ArtifactError(f"{self.library} could not create an execution context (out of GPU memory?)")
         self._stream = torch.cuda.Stream()
 
+    def _runtime_cache_path(self) -> Path | None:
+        from ofb_deploy.engines.sidecar import runtime_cache_path
+
+        path = self._engine_path()
+        return runtime_cache_path(path) if path is not None else None
+
     def _deactivate(self) -> None:
-        self._buffers = {}
-        self._context = self._engine = self._runtime = self._stream = None
+        if self._runtime_cache is not None:
+            from ofb_deploy.engines.tensorrt_rtx import save_runtime_cache
+
+            save_runtime_cache(self._runtime_cache, self._runtime_cache_path())
+        self._context = self._engine = self._runtime = self._stream = self._runtime_cache = None
 
     def _tensors(self, mode: str) -> list[str]:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
@@ -311,27 +215,34 @@ class TrtRunner(Runner):
         import torch
 
         bound: dict[str, Any] = {}
-        for name in self._tensors("INPUT"):
-            x = torch.from_numpy(np.ascontiguousarray(feed[name])).to("cuda", getattr(torch, self._dtype(name)))
-            self._context.set_input_shape(name, tuple(x.shape))
-            self._context.set_tensor_address(name, x.data_ptr())
-            bound[name] = x
-        for name in self._tensors("OUTPUT"):
-            shape = tuple(self._context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=getattr(torch, self._dtype(name)), device="cuda")
-            self._context.set_tensor_address(name, out.data_ptr())
-            bound[name] = out
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):  # allocations and copies are ordered before the engine's run
+            for name in self._tensors("INPUT"):
+                array = np.ascontiguousarray(feed[name])
+                bound[name] = torch.from_numpy(array).to("cuda", getattr(torch, self._dtype(name)))
+            self._set_bindings(bound)
+            for name in self._tensors("OUTPUT"):
+                shape = tuple(self._context.get_tensor_shape(name))
+                bound[name] = torch.empty(shape, dtype=getattr(torch, self._dtype(name)), device="cuda")
         return bound
 
+    def _set_bindings(self, bound: dict[str, Any]) -> None:
+        shapes = {name: tuple(bound[name].shape) for name in self._tensors("INPUT")}
+        bind_tensors(self._context, self._engine, shapes, {name: t.data_ptr() for name, t in bound.items()})
+
     def _run_bound(self, bound: dict[str, Any]) -> None:
+        self._set_bindings(bound)  # NOTE: infer() may have pointed the context at buffers it has since freed
         if not self._context.execute_async_v3(self._stream.cuda_stream):
             raise ArtifactError(f"{self.library} execute_async_v3 failed")
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         bound = self._bind(feed)
         self._run_bound(bound)
-        self._stream.synchronize()
-        return {name: bound[name].float().cpu().numpy() for name in self._tensors("OUTPUT")}
+        with torch.cuda.stream(self._stream):
+            outputs = {name: bound[name].float().cpu().numpy() for name in self._tensors("OUTPUT")}
+        return outputs
 
     def synchronize(self) -> None:
         if self._stream is not None:
@@ -341,7 +252,12 @@ class TrtRunner(Runner):
         from ofb_deploy.engines.registry import backend_status, cuda_device_name
 
         info = {**super().describe(), "library": self.library, "version": backend_status(self.backend).version}
-        info |= {"precision": self.precision, "device_name": cuda_device_name()}
+        # NOTE: a GPU engine has no CPU thread count; the key is there so every runner describes the same fields
+        info |= {"precision": self.precision, "device_name": cuda_device_name(), "threads": None}
         if self._trt is not None:
             info["strongly_typed"] = is_strongly_typed(self._trt)
+        if self.library == "tensorrt_rtx":
+            from ofb_deploy.engines.tensorrt_rtx import KERNEL_SPECIALIZATION
+
+            info["kernel_specialization"] = KERNEL_SPECIALIZATION
         return info

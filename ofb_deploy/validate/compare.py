@@ -9,7 +9,7 @@ agreement. Tolerances are optional; a report with tolerances says whether it ``p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +20,36 @@ from ofb_deploy.models.vit import OUTPUT_NAME
 
 if TYPE_CHECKING:  # engines import this module; keep the import one-way at run time
     from ofb_deploy.engines.base import Runner
+
+
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
+NON_FINITE = "candidate has non-finite values"
+
+
+def parity_tolerance(backend: str, precision: str, tf32: bool = False) -> dict[str, float]:
+    """``compare_outputs`` tolerances of an engine against the fp32 PyTorch reference.
+
+    fp32 on the CPU differs from eager torch only by summation order. GPU kernels (cuBLAS, TensorRT tactics) add
+    their own order and fused epilogues: 1e-3. TF32 keeps 10 mantissa bits (about 1e-3 relative per product), so
+    logits can move by a few hundredths: judged by cosine. fp16 and int8 are judged by agreement, since their
+    logit errors scale with the logits (as in export parity).
+
+    Args:
+        backend: backend name (``torch`` counts as CPU).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        tf32: the engine was built with TF32 allowed (sidecar ``tf32``).
+    """
+    if precision == "fp16":
+        return {"min_cosine": 0.999, "min_top1": 0.95}
+    if precision == "int8":
+        return {"min_cosine": 0.98, "min_top1": 0.90}
+    if precision != "fp32":
+        raise ConfigError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if backend not in GPU_BACKENDS:
+        return {"max_abs": 1e-4, "min_cosine": 0.999999}
+    if tf32:
+        return {"max_abs": 5e-2, "min_cosine": 0.9999}
+    return {"max_abs": 1e-3, "min_cosine": 0.99999}
 
 
 @dataclass(frozen=True)
@@ -58,6 +88,32 @@ class AccuracyReport:
         doc["failures"] = list(self.failures)
         doc["passed"] = self.passed
         return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AccuracyReport:
+        """The report ``to_dict`` wrote (``passed`` is derived, not read)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k == "failures" else v for k, v in doc.items() if k in names})
+
+    def with_tolerances(
+        self,
+        max_abs: float | None = None,
+        mean_abs: float | None = None,
+        min_cosine: float | None = None,
+        min_top1: float | None = None,
+    ) -> AccuracyReport:
+        """This report judged against tolerances (``None``: not checked); a non-finite candidate always fails."""
+        stats = {"max_abs": self.max_abs, "mean_abs": self.mean_abs, "cosine": self.cosine}
+        stats["top1_agreement"] = self.top1_agreement
+        limits = [("max_abs", max_abs, "<="), ("mean_abs", mean_abs, "<="), ("cosine", min_cosine, ">=")]
+        limits.append(("top1_agreement", min_top1, ">="))
+        failures = tuple(
+            f"{key} {stats[key]:.4g} {'>' if op == '<=' else '<'} {limit:.4g}"
+            for key, limit, op in limits
+            if limit is not None and (stats[key] > limit if op == "<=" else stats[key] < limit)
+        )
+        failures += tuple(f for f in self.failures if f == NON_FINITE)
+        return replace(self, failures=failures)
 
     def summary(self) -> str:
         """One line for logs and errors."""
@@ -113,32 +169,18 @@ def compare_outputs(
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
     cos = _cosine_rows(ref, cand)
     top1 = float(np.mean(ref.reshape(len(ref), -1).argmax(1) == cand.reshape(len(cand), -1).argmax(1)))
-    stats = {
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "cosine": float(cos.mean()),
-        "top1_agreement": top1,
-    }
-    limits = [("max_abs", max_abs, "<="), ("mean_abs", mean_abs, "<="), ("cosine", min_cosine, ">=")]
-    limits.append(("top1_agreement", min_top1, ">="))
-    failures = tuple(
-        f"{key} {stats[key]:.4g} {'>' if op == '<=' else '<'} {limit:.4g}"
-        for key, limit, op in limits
-        if limit is not None and (stats[key] > limit if op == "<=" else stats[key] < limit)
-    )
-    if not np.isfinite(cand).all():
-        failures += ("candidate has non-finite values",)
-    return AccuracyReport(
+    report = AccuracyReport(
         output=output,
         samples=len(ref),
-        max_abs=stats["max_abs"],
-        mean_abs=stats["mean_abs"],
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
         p99_abs=float(np.percentile(diff, 99)),
-        cosine=stats["cosine"],
+        cosine=float(cos.mean()),
         min_cosine=float(cos.min()),
         top1_agreement=top1,
-        failures=failures,
+        failures=() if np.isfinite(cand).all() else (NON_FINITE,),
     )
+    return report.with_tolerances(max_abs, mean_abs, min_cosine, min_top1)
 
 
 @dataclass

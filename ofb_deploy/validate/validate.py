@@ -190,7 +190,8 @@ def inputs_hash(run_dir: RunDir, config: ValidateConfig) -> str:
     return sha256_json(parts)
 
 
-def _runnable(engines: list[EngineFile], config: ValidateConfig) -> tuple[list[EngineFile], dict[str, str]]:
+def runnable_engines(engines: list[EngineFile], config: ValidateConfig) -> tuple[list[EngineFile], dict[str, str]]:
+    """The engines ``config`` selects that can run here, and why each other one cannot."""
     from ofb_deploy.engines.registry import backend_status
 
     keep, skipped = [], {}
@@ -224,7 +225,7 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
     digest = inputs_hash(run_dir, config)
     started = time.perf_counter()
     models = {role: describe_model(run_dir, role) for role in ROLES}
-    engines, skipped = _runnable(list_engines(run_dir), config)
+    engines, skipped = runnable_engines(list_engines(run_dir), config)
     reader = validation_reader(run_dir, config)
     with make_progress() as progress:
         accuracy = evaluate_all(run_dir, reader, engines, config, progress)
