@@ -36,11 +36,13 @@ def test_uniform_widths_meet_the_macs_within_1pct(name: str, fraction: float) ->
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.5])
-def test_torch_pruning_meets_the_macs_and_runs(fraction: float) -> None:
+@pytest.mark.parametrize("taylor", [False, True])
+def test_torch_pruning_meets_the_macs_and_runs(fraction: float, taylor: bool) -> None:
     torch.manual_seed(0)
     dense = create_model("vit_fmnist_tiny").eval()
     target = int(fraction * count_macs(dense.spec).total)
-    sub, ratio = torch_pruning_subnet(dense, target)
+    batch = (torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))) if taylor else None
+    sub, ratio = torch_pruning_subnet(dense, target, batch)
     assert 0 < ratio < 1 and abs(count_macs(sub.spec).total - target) <= MAC_TOLERANCE * target
     assert sub.spec.embed_dim < dense.spec.embed_dim  # a uniform ratio prunes the embedding too
     x = torch.randn(2, 1, 32, 32)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ofb_deploy.cli._app import app, console
 
-_HELP_METHODS = "Comma-separated methods: ofb, magnitude, torch-pruning, scratch (ofb is always run)."
+_HELP_METHODS = "Comma-separated: ofb, magnitude, torch-pruning, scratch, torch-pruning-taylor (ofb always runs)."
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:

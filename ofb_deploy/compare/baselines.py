@@ -4,7 +4,8 @@
   by one ratio until the MACs match), units chosen by L2 magnitude through the hand-written slicing path
   (``slice --arch``).
 * ``torch-pruning``: Torch-Pruning's ``MetaPruner`` with its group L2 magnitude importance at one uniform
-  ratio over every coupled group (embed channels, head dims, MLP neurons), found by bisection on the ratio.
+  ratio over every coupled group (embed channels, head dims, MLP neurons), found by bisection on the ratio;
+  ``torch-pruning-taylor`` is the same with its first-order Taylor importance from one training batch.
 * ``scratch``: the OFB subnet's widths, randomly initialised.
 
 Every function returns a plain ``OfbViT`` (saved with ``save_subnet`` or trained by the caller).
@@ -87,8 +88,12 @@ def _fold_q_scale(model: OfbViT, dense_head_dim: tuple[int, ...]) -> None:
                 attn.qkv.bias[:rows] *= fix
 
 
-def _tp_prune(dense: OfbViT, ratio: float) -> OfbViT:
-    """A copy of ``dense`` pruned by Torch-Pruning at one uniform ``ratio`` (head dims, MLP, embed)."""
+def _tp_prune(dense: OfbViT, ratio: float, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> OfbViT:
+    """A copy of ``dense`` pruned by Torch-Pruning at one uniform ``ratio`` (head dims, MLP, embed).
+
+    With ``batch`` (images, labels) the importance is Torch-Pruning's first-order Taylor score, from the
+    gradient of the cross-entropy on that batch; without it, group L2 magnitude.
+    """
     import copy
 
     import torch_pruning as tp
@@ -97,7 +102,12 @@ def _tp_prune(dense: OfbViT, ratio: float) -> OfbViT:
     spec = model.spec
     example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
     heads = {m.qkv: m.num_heads for m in model.modules() if isinstance(m, Attention)}
-    scorer = tp.importance.GroupMagnitudeImportance(p=2)
+    if batch is None:
+        scorer = tp.importance.GroupMagnitudeImportance(p=2)
+    else:
+        scorer = tp.importance.GroupTaylorImportance()
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch[0]), batch[1]).backward()
     pruner = tp.pruner.MetaPruner(
         model,
         example,
@@ -134,21 +144,24 @@ def _rebuild(pruned: OfbViT, dense: ArchSpec) -> OfbViT:
     return model
 
 
-def torch_pruning_subnet(dense: OfbViT, target_macs: int) -> tuple[OfbViT, float]:
-    """Torch-Pruning (group L2 magnitude) at the uniform ratio whose MACs come closest to ``target_macs``.
-
-    Returns the pruned model and the ratio.
+def torch_pruning_subnet(
+    dense: OfbViT,
+    target_macs: int,
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[OfbViT, float]:
+    """Torch-Pruning at the uniform ratio whose MACs come closest to ``target_macs``; returns (model, ratio).
 
     Args:
         dense: the dense model (not modified).
         target_macs: the MACs to meet.
+        batch: training images and labels for the Taylor importance; ``None``: group L2 magnitude.
     """
     lo, hi = 0.0, 0.95
     dense_gap = abs(count_macs(dense.spec).total - target_macs) / target_macs
     best: tuple[float, float, OfbViT] = (dense_gap, 0.0, _tp_prune(dense, 0.0))
     for _ in range(14):  # bisection on the ratio; MACs fall as it grows (in steps of whole channels)
         ratio = (lo + hi) / 2
-        model = _tp_prune(dense, ratio)
+        model = _tp_prune(dense, ratio, batch)
         macs = count_macs(_rebuild_spec(model, dense.spec)).total
         gap = abs(macs - target_macs) / target_macs
         if gap < best[0]:

@@ -37,7 +37,9 @@ from ofb_deploy.utils.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ofb", "magnitude", "torch-pruning", "scratch")
+METHODS = ("ofb", "magnitude", "torch-pruning", "scratch", "torch-pruning-taylor")
+DEFAULT_METHODS = METHODS[:4]  # Taylor on request: `--methods ...,torch-pruning-taylor`
+TAYLOR_BATCH = 256  # training images whose cross-entropy gradient scores the units
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,10 @@ def make_baseline(
         counts = uniform_counts(dense.spec, int(ofb["flops"]))
         slice_handwritten(write_counts(counts, folder / METHOD_FILES["widths"]), recipe.dense_dir, start)
         student = load_model_dir(start)
-    elif method == "torch-pruning":
-        student, ratio = torch_pruning_subnet(dense, int(ofb["flops"]))
-        save_model_dir(student, start, stem=SUBNET_STEM, meta={"source_model": "torch-pruning", "ratio": ratio})
+    elif method in ("torch-pruning", "torch-pruning-taylor"):
+        batch = _taylor_batch(recipe, dense.spec, seed) if method.endswith("taylor") else None
+        student, ratio = torch_pruning_subnet(dense, int(ofb["flops"]), batch)
+        save_model_dir(student, start, stem=SUBNET_STEM, meta={"source_model": method, "ratio": ratio})
         extra["ratio"] = round(ratio, 5)
     elif method == "scratch":
         spec = load_model_dir(Path(ofb["model_dir"])).spec
@@ -191,6 +194,17 @@ def make_baseline(
                              state_path=folder / METHOD_FILES["state"])  # fmt: skip
     seconds = round(time.perf_counter() - started, 1)
     return _result(folder, method, seed, folder, metrics, epochs=recipe.budget_epochs, seconds=seconds, **extra)
+
+
+def _taylor_batch(recipe: RunRecipe, spec: ArchSpec, seed: int) -> tuple[Any, Any]:
+    """``TAYLOR_BATCH`` training images and labels (seeded) for the Taylor importance."""
+    import torch
+
+    train = build_splits(recipe.data, spec).train
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[:TAYLOR_BATCH].tolist()
+    images, labels = zip(*(train[i] for i in idx), strict=True)
+    return torch.stack(images), torch.as_tensor(labels)
 
 
 def make_method(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
-from ofb_deploy.compare.methods import METHODS, RunRecipe, dense_top1, make_method, read_recipe
+from ofb_deploy.compare.methods import DEFAULT_METHODS, METHODS, RunRecipe, dense_top1, make_method, read_recipe
 from ofb_deploy.data import build_splits, make_reader
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
@@ -45,7 +45,7 @@ class CompareConfig:
     """
 
     seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     batches: tuple[int, ...] = (1, 8, 32)
     threads: int | None = None
     warmup_s: float = 0.2

@@ -48,6 +48,8 @@ class SearchConfig:
         pmim: use PMIM (off once every module is final).
         prune_every: optimisation steps between two hard-pruning rounds (the first round is at this step).
         prune_threshold: drop candidates with p <= prune_threshold / K.
+        finalize_at: share of the search steps after which the modules still open are finalised jointly, closest
+            to the target (``finalize.py``); the steps left train the final subnet (1.0: at the very end).
         w_onehot: weight of each module's one-hot loss.
         c_attn: score L1 weight of attention modules.
         c_mlp: score L1 weight of MLP modules.
@@ -86,6 +88,7 @@ class SearchConfig:
     pmim: bool = True
     prune_every: int = 20
     prune_threshold: float = 0.2
+    finalize_at: float = 1.0
     w_onehot: float = 0.5
     c_attn: float = 4e-4
     c_mlp: float = 1e-4
@@ -115,6 +118,8 @@ class SearchConfig:
                 raise ConfigError(f"search {name} must be positive, got {getattr(self, name)}")
         if self.alpha_lr is not None and self.alpha_lr <= 0:
             raise ConfigError(f"search alpha_lr must be positive (null: alpha_move / prune_every), got {self.alpha_lr}")
+        if not 0 < self.finalize_at <= 1:
+            raise ConfigError(f"finalize_at must be in (0, 1], got {self.finalize_at}")
         if not 0 < self.prune_threshold < 1:
             raise ConfigError(f"prune_threshold must be in (0, 1), got {self.prune_threshold}")
         if self.warmup_epochs < 0:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.finetune.distill import DistillConfig, kd_loss
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.losses import flops_loss, module_onehot_loss
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
 from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
@@ -211,6 +212,30 @@ class SearchState:
                 }
             )
         return changed
+
+    @property
+    def finalize_step(self) -> int:
+        """The global step after which the open modules are finalised jointly (``finalize_at``)."""
+        total = self.config.epochs * self.steps_per_epoch
+        return max(1, round(self.config.finalize_at * total))
+
+    def finalize_open(self, step: int, t: float) -> list[str]:
+        """Finalise every open module at once, closest to the target; logged as a joint round."""
+        opened = finalize_closest(self.supernet, self.target_macs, self.dense_macs, self.lam(t))
+        if opened:
+            self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
+            sync_search_state(self.supernet)
+            self.prune_log.append(
+                {
+                    "step": step + 1,
+                    "epoch": round(t, 4),
+                    "joint": True,
+                    "changes": [],
+                    "became_final": opened,
+                    "alive": {m.name: len(m.candidates) for m in self.supernet.masks()},
+                }
+            )
+        return opened
 
     # -- checkpoint -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

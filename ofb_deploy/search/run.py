@@ -124,6 +124,10 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
                 if (step + 1) % cfg.prune_every == 0:
                     for change in state.prune(step, t):
                         log.info("step %d: %s %s -> %s", step + 1, change["module"], change["before"], change["after"])
+                if step + 1 == state.finalize_step:
+                    opened = state.finalize_open(step, t)
+                    if opened:
+                        log.info("step %d: finalised %s jointly, closest to the target", step + 1, ", ".join(opened))
                 if i % cfg.log_every == 0 or i + 1 == n:
                     progress.update(task, info=_status(net, terms, state.target_macs))
                 progress.advance(task)
@@ -206,7 +210,8 @@ def run_search(
         return {"stopped_after_epoch": state.epoch, "epochs": config.epochs}
     net = state.supernet
     top1_soft = evaluate(net, val_loader, device)["top1"]
-    unconverged = finalize_closest(net, state.target_macs, state.dense_macs, net.lam)
+    joint = [name for r in state.prune_log if r.get("joint") for name in r["became_final"]]
+    unconverged = joint + finalize_closest(net, state.target_macs, state.dense_macs, net.lam)
     if unconverged:
         log.info("finalised %d open module(s) jointly, closest to the target: %s", len(unconverged), unconverged)
     metrics = evaluate(net, val_loader, device)

@@ -48,7 +48,10 @@ def simulate_alpha(spec: ArchSpec, config: SearchConfig, steps_per_epoch: int) -
             state.opt_a.step()
         if (step + 1) % config.prune_every == 0:
             state.prune(step, t)
-    opened = finalize_closest(net, target, dense, net.lam)
+        if step + 1 == state.finalize_step:
+            state.finalize_open(step, t)
+    opened = [n for r in state.prune_log if r.get("joint") for n in r["became_final"]]
+    opened += finalize_closest(net, target, dense, net.lam)
     return {
         "prune_log": state.prune_log,
         "finalised_at_end": opened,
