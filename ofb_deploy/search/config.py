@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.search.space import SpaceConfig
+from ofb_deploy.search.space import SpaceConfig, parse_latency
 from ofb_deploy.utils.config import from_mapping
 
 # fields that do not change the search result (left out of the inputs hash)
@@ -31,7 +31,14 @@ class SearchConfig:
     """Settings of one search.
 
     Args:
-        target_flops: a fraction of the dense MACs (``0.5``) or absolute MACs (``1.2G``, ``800M``).
+        target_flops: a fraction of the dense MACs (``0.5``) or absolute MACs (``1.2G``, ``800M``); ``None``: no
+            FLOPs term (then ``target_latency`` must be set).
+        target_latency: a latency budget (``1.5ms``, ``800us``) predicted from a latency table; rounds and the
+            joint choice then meet it instead of the FLOPs target (both loss terms apply when both are set).
+        latency_table: a table from ``ofb-deploy profile`` (``None``: profile ``latency_backend`` here).
+        latency_backend: backend profiled when no table is given.
+        latency_batch: batch size profiled when no table is given.
+        w_latency: weight of the latency loss ((E[latency] - target) / dense latency)^2.
         epochs: search epochs (passes over the search's training images).
         batch_size: images per step on each process.
         lr: AdamW lr of weights and importance scores (cosine to ``min_lr``).
@@ -71,7 +78,12 @@ class SearchConfig:
         log_every: refresh the progress text every this many steps.
     """
 
-    target_flops: str = "0.5"
+    target_flops: str | None = "0.5"
+    target_latency: str | None = None
+    latency_table: str | None = None
+    latency_backend: str = "ort-cpu"
+    latency_batch: int = 8
+    w_latency: float = 50.0
     epochs: int = 1
     batch_size: int = 128
     lr: float = 5e-4
@@ -109,7 +121,13 @@ class SearchConfig:
     log_every: int = 5
 
     def __post_init__(self) -> None:
-        self.target_flops = str(self.target_flops)
+        self.target_flops = None if self.target_flops is None else str(self.target_flops)
+        if self.target_flops is None and self.target_latency is None:
+            raise ConfigError("search needs a target: target_flops, target_latency or both")
+        if self.target_latency is not None:
+            parse_latency(self.target_latency)
+        if self.latency_batch < 1:
+            raise ConfigError(f"search latency_batch must be >= 1, got {self.latency_batch}")
         for name in ("epochs", "batch_size", "prune_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"search {name} must be >= 1, got {getattr(self, name)}")

@@ -12,8 +12,8 @@ the target only on average. Two rules here keep the target:
 * **Joint choice at the end.** The open modules get one candidate each, chosen jointly: among combinations
   within ``TOLERANCE`` of the target the one with the highest total log-probability, else the closest one.
 
-MACs are additive over modules once the embed width is fixed (``models.flops``): for each embed survivor the
-choice is a small knapsack, solved exactly on a grid of ``dense / GRID`` MACs with numpy.
+The budget (MACs, or predicted latency: ``cost.py``) is additive over modules once the embed width is fixed: for
+each embed survivor the choice is a small knapsack, solved exactly on a grid of ``dense / GRID`` with numpy.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ofb_deploy.models.flops import block_macs, macs_from_widths
+from ofb_deploy.search.cost import Cost
 from ofb_deploy.search.masks import BiMask
 from ofb_deploy.search.supernet import OfbSupernet
 
@@ -48,44 +48,26 @@ def _logp(mask: BiMask) -> list[float]:
     return torch.log_softmax(mask.alpha.detach().float(), 0).tolist()
 
 
-def _fixed_macs(net: OfbSupernet, embed: int) -> float:
-    spec = net.spec
-    zeros = [0] * spec.depth
-    return float(
-        macs_from_widths(
-            num_tokens=spec.num_tokens,
-            patch_pixels=spec.in_chans * spec.patch_size**2,
-            num_classes=spec.num_classes,
-            embed=embed,
-            attn_widths=zeros,
-            mlp_hiddens=zeros,
-        )
-    )
-
-
-def block_choices(net: OfbSupernet, embed: int, keep: dict[str, list[bool]] | None = None) -> list[Choice]:
-    """Per attention/MLP module, the MACs and log p of each (kept) alive candidate at embed width ``embed``.
+def block_choices(net: OfbSupernet, cost: Cost, embed: int, keep: dict[str, list[bool]] | None = None) -> list[Choice]:
+    """Per attention/MLP module, the cost and log p of each (kept) alive candidate at embed width ``embed``.
 
     Args:
         net: the supernet.
+        cost: what the budget counts (MACs or latency).
         embed: the embed width the block costs are computed at.
         keep: optional per-module flags restricting the candidates (a proposed round).
     """
-    n = net.spec.num_tokens
     out = []
-    for kind, masks in (("attn", net.attn_masks), ("mlp", net.mlp_masks)):
-        for mask in masks:
-            flags = keep.get(mask.name) if keep else None
-            macs, logp, index = [], [], []
-            for i, (cand, lp) in enumerate(zip(mask.candidates, _logp(mask), strict=True)):
-                if flags is not None and not flags[i]:
-                    continue
-                width = BiMask.unit_count(cand)
-                cost = block_macs(n, embed, width, 0) if kind == "attn" else block_macs(n, embed, 0, width)
-                macs.append(float(cost))
-                logp.append(lp)
-                index.append(i)
-            out.append(Choice(tuple(macs), tuple(logp), tuple(index)))
+    for mask in [*net.attn_masks, *net.mlp_masks]:
+        flags = keep.get(mask.name) if keep else None
+        costs, logp, index = [], [], []
+        for i, (cand, lp) in enumerate(zip(mask.candidates, _logp(mask), strict=True)):
+            if flags is not None and not flags[i]:
+                continue
+            costs.append(cost.part(mask.kind, embed, cand))
+            logp.append(lp)
+            index.append(i)
+        out.append(Choice(tuple(costs), tuple(logp), tuple(index)))
     return out
 
 
@@ -100,12 +82,7 @@ def _embed_options(net: OfbSupernet, keep: dict[str, list[bool]] | None = None) 
     ]
 
 
-def guard_round(
-    net: OfbSupernet,
-    keep: dict[str, list[bool]],
-    target: float,
-    dense_macs: float,
-) -> dict[str, list[bool]]:
+def guard_round(net: OfbSupernet, keep: dict[str, list[bool]], cost: Cost, target: float) -> dict[str, list[bool]]:
     """Keep the round from losing the target: re-admit the best pre-round combination if the drops lose it.
 
     Before the round some combination of the alive candidates comes within ``gap`` of the target (at least
@@ -115,11 +92,11 @@ def guard_round(
     Args:
         net: the supernet (candidates before the round).
         keep: proposed survivor flags per module name (a modified copy is returned).
-        target: the MACs target.
-        dense_macs: the dense model's MACs.
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
     """
-    before, picks = closest_combination(net, target, dense_macs, None, grid=CHECK_GRID)
-    after, _ = closest_combination(net, target, dense_macs, keep, grid=CHECK_GRID)
+    before, picks = closest_combination(net, cost, target, None, grid=CHECK_GRID)
+    after, _ = closest_combination(net, cost, target, keep, grid=CHECK_GRID)
     limit = max(GUARD_GAP, abs(before - target) / target)
     if abs(after - target) / target <= limit:
         return keep
@@ -130,7 +107,7 @@ def guard_round(
 
 
 def _knapsack(base: float, choices: list[Choice], target: float, quantum: float) -> tuple[float, float, list[int]]:
-    """Exact choice on a MAC grid: (MACs, total log p, index per module), best by the rule of the docstring."""
+    """Exact choice on a cost grid: (cost, total log p, index per module), best by the rule of the docstring."""
     sizes = [np.array([round(m / quantum) for m in c.macs], dtype=np.int64) for c in choices]
     top = int(sum(int(s.max()) for s in sizes)) + 1
     best = np.full(top, -np.inf)
@@ -165,25 +142,25 @@ def _knapsack(base: float, choices: list[Choice], target: float, quantum: float)
 
 def closest_combination(
     net: OfbSupernet,
+    cost: Cost,
     target: float,
-    dense_macs: float,
     keep: dict[str, list[bool]] | None = None,
     grid: int = GRID,
 ) -> tuple[float, dict[str, int]]:
-    """The (kept) alive candidates whose combination best meets ``target``: (MACs, index per module name).
+    """The (kept) alive candidates whose combination best meets ``target``: (cost, index per module name).
 
     Args:
         net: the supernet.
-        target: the MACs target.
-        dense_macs: the dense model's MACs (sets the grid).
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
         keep: optional per-module flags restricting the candidates (a proposed round).
-        grid: MAC buckets over the dense model.
+        grid: cost buckets over the dense model's cost.
     """
-    quantum = dense_macs / grid
+    quantum = cost.dense / grid
     best: tuple[tuple[bool, float], float, int, list[int], list[Choice]] | None = None
     for embed, lp_e, idx_e in _embed_options(net, keep):
-        choices = block_choices(net, embed, keep)
-        macs, logp, picks = _knapsack(_fixed_macs(net, embed), choices, target, quantum)
+        choices = block_choices(net, cost, embed, keep)
+        macs, logp, picks = _knapsack(cost.fixed(embed), choices, target, quantum)
         within = abs(macs - target) <= TOLERANCE * target
         # rank: within the band first, then (within) higher log p or (outside) smaller distance
         key = (within, (logp + lp_e) if within else -abs(macs - target))
@@ -197,16 +174,16 @@ def closest_combination(
     return macs, out
 
 
-def finalize_closest(net: OfbSupernet, target: float, dense_macs: float, lam: float) -> list[str]:
+def finalize_closest(net: OfbSupernet, cost: Cost, target: float, lam: float) -> list[str]:
     """Finalise every open module at the jointly chosen candidate; return the names of those that were open.
 
     Args:
         net: the supernet.
-        target: the MACs target.
-        dense_macs: the dense model's MACs.
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
         lam: current lambda (frozen into the scales).
     """
-    _, picks = closest_combination(net, target, dense_macs)
+    _, picks = closest_combination(net, cost, target)
     opened = [m.name for m in net.masks() if not m.final]
     for mask in net.masks():
         if not mask.final:

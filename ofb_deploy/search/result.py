@@ -37,12 +37,12 @@ def searched_spec(supernet: OfbSupernet) -> ArchSpec:
     )
 
 
-def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]) -> dict[str, Any]:
+def arch_document(supernet: OfbSupernet, target_macs: int | None, extra: dict[str, Any]) -> dict[str, Any]:
     """The ``arch.json`` document of a searched supernet.
 
     Args:
         supernet: the supernet with every mask final.
-        target_macs: the FLOPs target in MACs.
+        target_macs: the FLOPs target in MACs (``None``: a latency-only search).
         extra: more keys (converged, unconverged, seed, epochs, metrics ...).
     """
     spec = supernet.spec
@@ -64,9 +64,9 @@ def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]
         "base_model": spec.base_model,
         "dense_arch": spec.to_dict(),
         "dense_flops": count_macs(spec).total,
-        "target_flops": int(target_macs),
+        "target_flops": None if target_macs is None else int(target_macs),
         "flops": count_macs(sub).total,
-        "flops_over_target": round(count_macs(sub).total / target_macs, 5),
+        "flops_over_target": None if target_macs is None else round(count_macs(sub).total / target_macs, 5),
         "params": count_params(sub),
         "dense_params": count_params(spec),
         "embed_dim": sub.embed_dim,

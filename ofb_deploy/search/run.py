@@ -25,12 +25,13 @@ from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
 from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
-from ofb_deploy.search.space import resolve_flops_target
+from ofb_deploy.search.space import parse_latency, resolve_flops_target, smallest_spec
 from ofb_deploy.search.supernet import OfbSupernet
 from ofb_deploy.slicing.importance import attn_importance, embed_importance, mlp_importance
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
@@ -67,6 +68,37 @@ def load_dense(
     return model, path
 
 
+def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float] | None:
+    """The latency budget of a search: (cost from the table, target ms), or ``None`` without a latency target.
+
+    The table is read from ``latency_table`` (it must be of this model) or profiled here on ``latency_backend``
+    at ``latency_batch`` (cached); a target the space cannot reach fails before any training.
+    """
+    if config.target_latency is None:
+        return None
+    from ofb_deploy.profile.table import LatencyTable, arch_key
+
+    target = parse_latency(config.target_latency)
+    if config.latency_table is not None:
+        table = LatencyTable.load(config.latency_table)
+        if table.key.get("arch") != arch_key(spec):
+            raise ConfigError(
+                f"latency table {config.latency_table} was profiled for another model than {spec.base_model}"
+            )
+    else:
+        from ofb_deploy.profile.measure import profile_model
+
+        table = profile_model(spec, backend=config.latency_backend, batch=config.latency_batch, space=config.space())
+    cost = LatencyCost(spec, table)
+    low, high = cost.of_spec(smallest_spec(spec, config.space())), cost.dense
+    if not low <= target <= high:
+        raise ConfigError(
+            f"latency target {target:.3f} ms is outside what the space reaches on {table.key['backend']} at batch "
+            f"{table.key['batch']}: {low:.3f} ms (smallest subnet) to {high:.3f} ms (dense)"
+        )
+    return cost, target
+
+
 def init_scores_from_weights(supernet: OfbSupernet) -> None:
     """Order every importance score like the dense weights' L2 magnitude (``score_init: magnitude``)."""
     state = {k: v.detach() for k, v in supernet.model.state_dict().items()}
@@ -94,16 +126,42 @@ def _digest(net: OfbSupernet) -> str:
     return digest.hexdigest()
 
 
-def _status(net: OfbSupernet, terms: dict[str, float], target: int) -> str:
+def _status(state: SearchState, terms: dict[str, float]) -> str:
+    net = state.supernet
     alive = {"embed": 0, "attn": 0, "mlp": 0}
     for m in net.masks():
         alive[m.kind] += len(m.candidates)
-    loss = " ".join(f"{k} {terms[k]:.3f}" for k in ("ce", "mim", "onehot", "flops") if k in terms)
+    loss = " ".join(f"{k} {terms[k]:.3f}" for k in ("ce", "mim", "onehot", "flops", "latency") if k in terms)
+    budget = f"F {terms['soft_macs'] / 1e6:.2f}M"
+    if state.target_macs is not None:
+        budget += f"/{state.target_macs / 1e6:.2f}M"
+    if state.latency is not None and "soft_ms" in terms:
+        budget += f" L {terms['soft_ms']:.3f}/{state.latency[1]:.3f}ms"
     return (
-        f"{loss} | F {terms['soft_macs'] / 1e6:.2f}/{target / 1e6:.2f}M | "
+        f"{loss} | {budget} | "
         f"cand e{alive['embed']} a{alive['attn']} m{alive['mlp']} | final {sum(m.final for m in net.masks())}"
         f"/{len(net.masks())}"
     )
+
+
+def _latency_summary(state: SearchState) -> dict[str, Any] | None:
+    """Predicted latency of the result and the table it came from (``None`` without a latency target)."""
+    if state.latency is None:
+        return None
+    from ofb_deploy.search.result import searched_spec
+
+    cost, target = state.latency
+    key = cost.table.key
+    return {
+        "target_ms": round(target, 5),
+        "predicted_ms": round(cost.table.predict(searched_spec(state.supernet)), 5),
+        "dense_predicted_ms": round(cost.dense, 5),
+        "table_digest": cost.table.digest,
+        "backend": key["backend"],
+        "batch": key["batch"],
+        "precision": key["precision"],
+        "threads": key["threads"],
+    }
 
 
 def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: str, device: torch.device) -> None:
@@ -129,7 +187,7 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
                     if opened:
                         log.info("step %d: finalised %s jointly, closest to the target", step + 1, ", ".join(opened))
                 if i % cfg.log_every == 0 or i + 1 == n:
-                    progress.update(task, info=_status(net, terms, state.target_macs))
+                    progress.update(task, info=_status(state, terms))
                 progress.advance(task)
             state.epoch += 1
             state.history.append({"epoch": epoch, **{k: round(v, 5) for k, v in terms.items()}})
@@ -150,7 +208,8 @@ def _prepare(
     model, source = load_dense(run_dir, dense_checkpoint, model_name, cfg_data)
     spec = model.spec
     dense_macs = count_macs(spec).total
-    target = resolve_flops_target(config.target_flops, spec, config.space())
+    target = None if config.target_flops is None else resolve_flops_target(config.target_flops, spec, config.space())
+    latency = resolve_latency(config, spec)
     splits = build_splits(cfg_data, spec)
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
@@ -162,7 +221,7 @@ def _prepare(
     decoder = PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans).to(device)
     loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
-    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher)
+    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher, latency=latency)
     state.broadcast_start()
     inputs_hash = sha256_json(
         {
@@ -170,6 +229,7 @@ def _prepare(
             "data": cfg_data.to_dict(),
             "dense": _fingerprint(source),
             "arch": spec.to_dict(),
+            "latency_table": None if latency is None else latency[0].table.to_dict(),
         }
     )
     return state, loader, val_loader, inputs_hash, device, cfg_data
@@ -211,7 +271,7 @@ def run_search(
     net = state.supernet
     top1_soft = evaluate(net, val_loader, device)["top1"]
     joint = [name for r in state.prune_log if r.get("joint") for name in r["became_final"]]
-    unconverged = joint + finalize_closest(net, state.target_macs, state.dense_macs, net.lam)
+    unconverged = joint + finalize_closest(net, *state.primary, net.lam)
     if unconverged:
         log.info("finalised %d open module(s) jointly, closest to the target: %s", len(unconverged), unconverged)
     metrics = evaluate(net, val_loader, device)
@@ -231,7 +291,7 @@ def run_search(
         "prune_log": state.prune_log,
     }
     summary["weights_sha256"] = _digest(net)
-    doc = arch_document(net, state.target_macs, summary)
+    doc = arch_document(net, state.target_macs, {**summary, "latency": _latency_summary(state)})
     if is_main():
         write_result(net, run_dir.search_dir, doc)
         keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")

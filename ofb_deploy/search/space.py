@@ -108,6 +108,35 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
     return int(round(macs))
 
 
+_LATENCY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|us|s)\s*$", re.IGNORECASE)
+_TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+
+
+def parse_latency(target: str | float) -> float:
+    """A latency budget in ms from ``1.5ms``, ``800us`` or ``0.002s`` (the unit is required)."""
+    match = _LATENCY.match(str(target))
+    if match is None:
+        raise ConfigError(f"bad latency target {target!r}: give a number and a unit, like 1.5ms or 800us")
+    ms = float(match.group(1)) * _TO_MS[match.group(2).lower()]
+    if ms <= 0:
+        raise ConfigError(f"latency target {target!r} must be positive")
+    return ms
+
+
+def smallest_spec(spec: ArchSpec, space: SpaceConfig) -> ArchSpec:
+    """The narrowest subnet of the search space: every module at its smallest candidate."""
+    attn = [
+        min(attn_candidates(h, d, space), key=lambda c: c[0] * c[1])
+        for h, d in zip(spec.num_heads, spec.head_dim, strict=True)
+    ]
+    return spec.replace(
+        embed_dim=min(embed_candidates(spec.embed_dim, space)),
+        num_heads=tuple(h for h, _ in attn),
+        head_dim=tuple(d for _, d in attn),
+        mlp_hidden=tuple(min(mlp_candidates(m, space)) for m in spec.mlp_hidden),
+    )
+
+
 def min_subnet_macs(spec: ArchSpec, space: SpaceConfig) -> int:
     """MACs of the smallest subnet the search space holds (every module at its narrowest candidate)."""
     return int(
