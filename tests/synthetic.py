@@ -1,0 +1,105 @@
+"""Test helper: a random but valid search output (``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
+
+Slicing, export and engine tests need a searched run without paying for a search. ``random_search`` draws
+random dense weights (larger than timm's init, so activations and logits are not all near zero), a random
+architecture inside the OFB search space and random positive scales for the kept units (zero for the dropped
+ones, as the search writes them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ofb_deploy.artifacts import RunDir
+from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.checkpoint import save_state_dict
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.slicing.record import BlockRecord, SliceRecord
+from ofb_deploy.utils.io import atomic_write_json
+
+
+def _subset(n: int, low: int, gen: torch.Generator) -> tuple[int, ...]:
+    k = int(torch.randint(max(1, low), n + 1, (1,), generator=gen))
+    return tuple(sorted(torch.randperm(n, generator=gen)[:k].tolist()))
+
+
+def random_weights(spec: ArchSpec, gen: torch.Generator, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """Dense weights with every tensor random (LayerNorm gains around 1)."""
+    state = OfbViT(spec).state_dict()
+    out = {}
+    for key, value in state.items():
+        noise = torch.randn(value.shape, generator=gen)
+        out[key] = (
+            1.0 + 0.2 * noise if key.endswith("norm1.weight") or "norm" in key and "weight" in key else std * noise
+        )
+    return out
+
+
+def random_record(spec: ArchSpec, gen: torch.Generator) -> SliceRecord:
+    """A random subnet: at least half the embed width, any head/channel/neuron subsets."""
+    embed = _subset(spec.embed_dim, spec.embed_dim // 2, gen)
+    blocks = []
+    for h, d, m in zip(spec.num_heads, spec.head_dim, spec.mlp_hidden, strict=True):
+        heads = _subset(h, 1, gen)
+        width = len(_subset(d, 1, gen))
+        chans = tuple(tuple(sorted(torch.randperm(d, generator=gen)[:width].tolist())) for _ in heads)
+        blocks.append(BlockRecord(heads, chans, _subset(m, 1, gen)))
+    return SliceRecord(dense_arch=spec, embed_idx=embed, blocks=tuple(blocks))
+
+
+def random_scales(record: SliceRecord, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Scales in [0.3, 1.2) for kept units, 0 for dropped ones."""
+    spec = record.dense_arch
+
+    def draw(shape: tuple[int, ...]) -> torch.Tensor:
+        return 0.3 + 0.9 * torch.rand(shape, generator=gen)
+
+    scales = {"scale.embed": torch.zeros(spec.embed_dim)}
+    scales["scale.embed"][list(record.embed_idx)] = draw((len(record.embed_idx),))
+    for i, block in enumerate(record.blocks):
+        attn = torch.zeros(spec.num_heads[i], spec.head_dim[i])
+        for h, chans in zip(block.head_idx, block.channel_idx, strict=True):
+            attn[h, list(chans)] = draw((len(chans),))
+        mlp = torch.zeros(spec.mlp_hidden[i])
+        mlp[list(block.mlp_idx)] = draw((len(block.mlp_idx),))
+        scales[f"scale.blocks.{i}.attn"], scales[f"scale.blocks.{i}.mlp"] = attn, mlp
+    return scales
+
+
+def random_search(run_dir: RunDir, spec: ArchSpec, seed: int = 0, std: float = 0.05) -> dict[str, Any]:
+    """Write a random search result and searched weights into ``run_dir``; return the arch document.
+
+    Args:
+        run_dir: the run.
+        spec: the dense model's spec.
+        seed: seed of every random draw.
+        std: standard deviation of the random weights.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    weights = random_weights(spec, gen, std)
+    record = random_record(spec, gen)
+    scales = random_scales(record, gen)
+    sub = record.spec
+    arch = {
+        "schema_version": 1,
+        "base_model": spec.base_model,
+        "dense_arch": spec.to_dict(),
+        "dense_flops": count_macs(spec).total,
+        "target_flops": count_macs(sub).total,
+        "flops": count_macs(sub).total,
+        "params": count_params(sub),
+        "embed_dim": sub.embed_dim,
+        "embed_idx": list(record.embed_idx),
+        "blocks": [b.to_dict() for b in record.blocks],
+        "converged": True,
+        "unconverged": [],
+        "seed": seed,
+        "synthetic": True,
+    }
+    run_dir.stage_dir("search", create=True)
+    save_state_dict({**weights, **scales}, run_dir.searched_weights_path)
+    atomic_write_json(run_dir.arch_path, arch)
+    return arch
