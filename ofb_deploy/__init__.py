@@ -4,6 +4,7 @@ The flat public API below is what scripts use; stages live in subpackages. Heavy
 (TensorRT, TensorRT-RTX, onnxruntime-gpu) are imported lazily, so ``import ofb_deploy`` never fails on them.
 """
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.engines import build_engine, list_backends, make_runner
 from ofb_deploy.errors import (
     ArtifactError,
@@ -26,7 +27,6 @@ from ofb_deploy.models import (
     load_model_dir,
     save_model_dir,
 )
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import load_subnet, slice_subnet
 from ofb_deploy.validate.compare import compare_outputs
 

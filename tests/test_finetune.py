@@ -11,11 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
+from ofb_deploy.data import run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune import DistillConfig, DistillLoss, finetune_run, kd_loss, resolve_data
+from ofb_deploy.finetune import DistillConfig, DistillLoss, finetune_run, kd_loss
 from ofb_deploy.models import create_model, save_model_dir
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import load_subnet, slice_handwritten
 from ofb_deploy.train import TrainConfig
 from ofb_deploy.utils.io import read_json
@@ -64,7 +65,7 @@ def sliced_run(tmp_path_factory: pytest.TempPathFactory, trained_test_vit_dir: P
 @pytest.mark.slow
 def test_finetune_with_distillation_improves_slice(sliced_run: RunDir) -> None:
     run = sliced_run
-    recorded = resolve_data(run, None)  # taken from the dense model's record
+    recorded = run_data(run)  # taken from the dense model's record
     assert recorded.train_size == read_json(run.dense_dir / "model.json")["data"]["train_size"]
     config = TrainConfig(epochs=2, batch_size=64, lr=1e-3, warmup_epochs=0.1)
     metrics = finetune_run(run, config, data=dataclasses.replace(recorded, train_size=1024, val_size=512))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ofb_deploy import create_model
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
 from ofb_deploy.cli import main
 from ofb_deploy.engines import BACKENDS, list_backends, make_runner
@@ -24,7 +25,6 @@ from ofb_deploy.engines.tensorrt_rtx import device_reason, engine_target_reason,
 from ofb_deploy.engines.trt_build import TrtBuildConfig, make_builder_config, parse_onnx
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.export.onnx import convert_fp16, export_onnx
-from ofb_deploy.pipeline import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.pipeline.config import deep_merge, load_config, parse_set
 from ofb_deploy.pipeline.run import run_pipeline
 from ofb_deploy.utils.io import read_json

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import random_search
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.data import DataConfig, build_splits
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models, save_model_dir
 from ofb_deploy.models.checkpoint import read_state_dict
 from ofb_deploy.models.vit import LN_EPS
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import SliceRecord, align_record, load_subnet, slice_run, slice_subnet, split_scales
-from ofb_deploy.slicing.synthetic import random_search
 from ofb_deploy.utils.io import read_json
 
 TOL = 1e-5
@@ -114,7 +114,7 @@ def test_slice_exact_to_search_reference(tmp_path: Path, name: str) -> None:
     run, weights, scales, record = searched(tmp_path, spec, seed=7)
     x = real_images(spec, n=2 if spec.img_size > 64 else 4)
     with torch.no_grad():
-        ref = load_searched_model(run.search_dir)(x)
+        ref = load_searched_model(run)(x)
         slice_run(run)
         out = load_subnet(run.slice_dir)(x)
     assert max_err(out, ref) <= TOL

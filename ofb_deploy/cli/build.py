@@ -53,9 +53,9 @@ def build_cli(
     list_: Annotated[bool, typer.Option("--list", help="show which backends this machine can build and run")] = False,
 ) -> None:
     """Build engines (and JSON sidecars) for every exported model of RUN_DIR."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.engines import build_run
     from ofb_deploy.errors import ConfigError
-    from ofb_deploy.pipeline import RunDir
 
     if list_:
         _print_backends()

@@ -52,8 +52,8 @@ def compare_cli(
     threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
 ) -> None:
     """Baselines from the run's dense checkpoint at the OFB subnet's MACs and the same epochs; RUN/compare/."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.compare import CompareConfig, compare_run
-    from ofb_deploy.pipeline import RunDir
 
     run = RunDir(run_dir)
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -85,8 +85,8 @@ def sweep_cli(
     threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
 ) -> None:
     """A searched, fine-tuned subnet per FLOPs target, with the magnitude baseline at each; RUN/sweep/."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.compare import CompareConfig, sweep_run
-    from ofb_deploy.pipeline import RunDir
 
     run = RunDir(run_dir)
     targets = [t.strip() for t in target_flops.split(",") if t.strip()]

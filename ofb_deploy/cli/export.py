@@ -13,7 +13,7 @@ from ofb_deploy.cli._app import app, console
 
 @app.command("export")
 def export_cli(
-    target: Annotated[Path, typer.Argument(help="run directory, or a model folder (model.json / subnet.json)")],
+    target: Annotated[Path, typer.Argument(help="run directory, or a model folder")],
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17: LayerNorm as one op)")] = 17,
     fp16: Annotated[bool, typer.Option("--fp16", help="also write the float16 ONNX")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="also write the QDQ INT8 ONNX (calibrated)")] = False,
@@ -21,11 +21,11 @@ def export_cli(
     parity_images: Annotated[int, typer.Option(help="validation images compared against PyTorch")] = 256,
 ) -> None:
     """Export to ONNX with a dynamic batch, check it and compare it with PyTorch on real images."""
+    from ofb_deploy.artifacts import RunDir, model_stem
     from ofb_deploy.errors import ConfigError
     from ofb_deploy.export.run import export_model_dir, export_run
-    from ofb_deploy.pipeline import RunDir
 
-    is_model = (target / "model.json").is_file() or (target / "subnet.json").is_file()
+    is_model = model_stem(target) is not None
     if is_model:
         doc = export_model_dir(target, out, opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
     elif out is not None:

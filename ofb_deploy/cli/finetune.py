@@ -15,7 +15,7 @@ def finetune_cli(
     run_dir: Annotated[Path, typer.Argument(help="Run directory with slice/subnet.*")],
     epochs: Annotated[int, typer.Option(help="passes over the training set")] = 3,
     teacher: Annotated[str | None, typer.Option(help="dense model folder (default RUN/dense), or 'none'")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from RUN/finetune/train_state.pt")] = False,
+    resume: Annotated[bool, typer.Option(help="continue from the stage's resume state")] = False,
     batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 128,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 5e-4,
     alpha: Annotated[float, typer.Option(help="weight of the teacher's soft targets (rest: labels)")] = 0.5,
@@ -27,13 +27,14 @@ def finetune_cli(
     """Fine-tune RUN/slice with knowledge distillation (soft targets + CE) into RUN/finetune."""
     import dataclasses
 
-    from ofb_deploy.finetune import DistillConfig, finetune_run, resolve_data
-    from ofb_deploy.pipeline import RunDir
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.data import run_data
+    from ofb_deploy.finetune import DistillConfig, finetune_run
     from ofb_deploy.train import TrainConfig
     from ofb_deploy.utils import dist
 
     run = RunDir(run_dir)
-    data_cfg = resolve_data(run, data)
+    data_cfg = run_data(run, data)
     if train_size is not None:
         data_cfg = dataclasses.replace(data_cfg, train_size=train_size)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.1)

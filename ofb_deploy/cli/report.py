@@ -1,4 +1,4 @@
-"""``ofb-deploy report``: render report.json, report.md and the plots of a validated run again."""
+"""``ofb-deploy report``: render the report (JSON, Markdown, plots) of a validated run again."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def report_cli(
     run_dir: Annotated[Path, typer.Argument(help="Run directory whose validate stage is done.")],
     plots: Annotated[bool, typer.Option(help="Draw the PNG plots too.")] = True,
 ) -> None:
-    """Write RUN/report/report.json (schema: docs/report_schema.md), report.md and PNG plots."""
-    from ofb_deploy.pipeline import RunDir
+    """Write the run's report: JSON (schema: docs/report_schema.md), Markdown and PNG plots."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.validate.report import render_report, report_files
 
     run = RunDir(run_dir)

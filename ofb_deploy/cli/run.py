@@ -68,6 +68,7 @@ def run_cli(
     set_items: Annotated[list[str] | None, typer.Option("--set", help="Any config key: section.key=value.")] = None,
 ) -> None:
     """Run the whole pipeline; finished stages with unchanged inputs are skipped, a killed one resumes."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.pipeline.config import load_config
     from ofb_deploy.pipeline.run import run_pipeline
 
@@ -79,10 +80,10 @@ def run_cli(
         console.print("[yellow]interrupted[/]: run the same command again to resume where it stopped")
         raise typer.Exit(130) from None
     console.print(stages_table(result))
-    report_json = Path(result["run_dir"]) / "report" / "report.json"
-    if report_json.is_file() and "report" in result["stages"]:
+    run = RunDir(result["run_dir"])
+    if run.report_json_path.is_file() and "report" in result["stages"]:
         from ofb_deploy.cli.report import print_summary
         from ofb_deploy.utils.io import read_json
 
-        print_summary(read_json(report_json, "report"))
-        console.print(f"report -> {report_json.with_suffix('.md')}")
+        print_summary(read_json(run.report_json_path, "report"))
+        console.print(f"report -> {run.report_md_path}")

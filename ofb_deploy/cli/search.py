@@ -34,11 +34,11 @@ def search_cli(
     align: Annotated[int | None, typer.Option(help="candidate widths are multiples of this (default 8)")] = None,
     seed: Annotated[int, typer.Option(help="seed of data order, masks and scores")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process)")] = 0,
-    resume: Annotated[bool, typer.Option(help="continue from RUN/search/search_state.pt")] = False,
+    resume: Annotated[bool, typer.Option(help="continue from the search's resume state")] = False,
 ) -> None:
     """Search a subnet with OFB (bi-mask, one-hot + FLOPs loss, PMIM, progressive pruning); torchrun for DDP."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.data import DataConfig
-    from ofb_deploy.pipeline import RunDir
     from ofb_deploy.search import SearchConfig, run_search
     from ofb_deploy.utils import dist
 

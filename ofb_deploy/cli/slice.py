@@ -29,7 +29,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 @app.command("slice")
 def slice_cli(
-    run_dir: Annotated[Path | None, typer.Argument(help="Run directory with search/arch.json.")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="Run directory whose search is done.")] = None,
     align: Annotated[int, typer.Option(help="Round widths up to a multiple of 8, 16 or 64.")] = 1,
     arch: Annotated[Path | None, typer.Option(help="Hand-written widths (counts) instead of a search.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Dense model folder or weights file (with --arch).")] = None,
@@ -37,7 +37,7 @@ def slice_cli(
     out: Annotated[Path | None, typer.Option(help="Output folder (with --arch).")] = None,
 ) -> None:
     """Slice the searched subnet into a plain dense ViT (RUN/slice/), or a dense checkpoint to --arch widths."""
-    from ofb_deploy.pipeline import RunDir
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.slicing import slice_handwritten, slice_run
 
     if arch is not None:

@@ -15,7 +15,7 @@ _HELP_DATA = "'fmnist' or an ImageFolder folder with train/ and val/"
 @app.command("train")
 def train_cli(
     model: Annotated[str, typer.Option(help="registry name (see 'ofb-deploy info') or local-dir:PATH")],
-    out: Annotated[Path, typer.Option(help="output folder: model.json, model.safetensors, train_state.pt")],
+    out: Annotated[Path, typer.Option(help="output model folder (with a resume state)")],
     data: Annotated[str, typer.Option(help=_HELP_DATA)] = "fmnist",
     data_root: Annotated[str | None, typer.Option(help="folder of the Fashion-MNIST .gz files")] = None,
     epochs: Annotated[int, typer.Option(help="passes over the training set")] = 3,
@@ -30,7 +30,7 @@ def train_cli(
     img_size: Annotated[int | None, typer.Option(help="input size (default: the model's)")] = None,
     in_chans: Annotated[int | None, typer.Option(help="input channels (default: the data's)")] = None,
     augment: Annotated[bool, typer.Option(help="augment training images (for long runs)")] = False,
-    resume: Annotated[bool, typer.Option(help="continue from OUT/train_state.pt")] = False,
+    resume: Annotated[bool, typer.Option(help="continue from the resume state in OUT")] = False,
 ) -> None:
     """Train a model densely (AdamW, warm-up + cosine, label smoothing); torchrun runs it with DDP."""
     from ofb_deploy.data import DataConfig

@@ -54,7 +54,7 @@ def validate_cli(
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Accuracy only.")] = False,
 ) -> None:
     """Top-1/top-5 of every engine vs PyTorch, and dense-vs-subnet latency interleaved per backend and batch."""
-    from ofb_deploy.pipeline import RunDir
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.validate.bench import parse_batches
     from ofb_deploy.validate.validate import ValidateConfig, validate_run
 

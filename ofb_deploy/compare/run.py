@@ -1,4 +1,4 @@
-"""``compare_run``: OFB against the pruning baselines on one budget, into ``RUN/compare/compare.json``.
+"""``compare_run``: OFB against the pruning baselines on one budget, into ``RunDir.compare_json``.
 
 For every seed, OFB comes first (the run's own result at the run's seed, a nested search + fine-tune at other
 seeds); then each baseline is cut from the same dense checkpoint to the OFB subnet's MACs and fine-tuned with the
@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
 from ofb_deploy.compare.methods import METHODS, RunRecipe, dense_top1, make_method, read_recipe
 from ofb_deploy.data import build_splits, make_reader
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
 from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _checks(methods: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
-    """Run every method at every seed (finished ones are read back), time them, write ``compare.json``.
+    """Run every method at every seed (finished ones are read back), time them, write ``RunDir.compare_json``.
 
     Args:
         run_dir: a run that finished search, slice and finetune.

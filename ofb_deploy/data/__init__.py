@@ -11,6 +11,7 @@ from ofb_deploy.data.datasets import (
 )
 from ofb_deploy.data.loader import build_loader, make_reader, set_epoch
 from ofb_deploy.data.readers import ArrayReader, CalibrationReader, Feed
+from ofb_deploy.data.resolve import model_data, record_run_data, run_data
 
 __all__ = [
     "ArrayReader",
@@ -24,6 +25,9 @@ __all__ = [
     "build_splits",
     "dataset_info",
     "make_reader",
+    "model_data",
+    "record_run_data",
+    "run_data",
     "seeded_subset",
     "set_epoch",
 ]

@@ -66,9 +66,9 @@ class DataConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> DataConfig:
+    def from_dict(cls, data: Any, section: str = "data config") -> DataConfig:
         """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        return from_mapping(cls, data, "data config")
+        return from_mapping(cls, data, section)
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,11 @@ class DataSplits:
     info: DatasetInfo
 
 
-def as_config(data: DataConfig | str) -> DataConfig:
-    """A ``DataConfig`` from itself or from a name/path string."""
-    return data if isinstance(data, DataConfig) else DataConfig(name=str(data))
+def as_config(data: DataConfig | dict[str, Any] | str) -> DataConfig:
+    """A ``DataConfig`` from itself, its mapping, or a name/path string."""
+    if isinstance(data, DataConfig):
+        return data
+    return DataConfig.from_dict(data) if isinstance(data, dict) else DataConfig(name=str(data))
 
 
 class AdaptedImages(Dataset):

@@ -1,7 +1,8 @@
 """Weights on disk: state-dict checkpoints and model folders (JSON config plus safetensors).
 
-A model folder holds ``<stem>.json`` (``{"arch": ArchSpec, ...metadata}``) and ``<stem>.safetensors``, the
-timm ``save_for_hf`` idea. Nothing here pickles a module; ``.pth`` files load with ``weights_only=True``.
+A model folder holds a JSON config (``{"arch": ArchSpec, ...metadata}``) and safetensors weights under one stem
+(``artifacts.model_json``, ``artifacts.model_weights``), the timm ``save_for_hf`` idea. Nothing here pickles a
+module; ``.pth`` files load with ``weights_only=True``, so a pickle payload is refused, never run.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ofb_deploy.artifacts import MODEL_STEMS, model_json, model_stem, model_weights
 from ofb_deploy.errors import ArtifactError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_with, read_json
-
-MODEL_STEMS = ("model", "subnet")  # the names a model folder may use, searched in this order
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -88,7 +88,7 @@ def save_model_dir(
     from ofb_deploy.models.flops import count_macs, count_params
 
     out_dir = Path(out_dir)
-    save_state_dict(model.state_dict(), out_dir / f"{stem}.safetensors")
+    save_state_dict(model.state_dict(), model_weights(out_dir, stem))
     doc = {
         "name": model.spec.base_model,
         "arch": model.spec.to_dict(),
@@ -96,23 +96,24 @@ def save_model_dir(
         "params": count_params(model.spec),
         **(meta or {}),
     }
-    atomic_write_json(out_dir / f"{stem}.json", doc)
+    atomic_write_json(model_json(out_dir, stem), doc)
     return out_dir
 
 
 def _find_stem(folder: Path) -> str:
     if not folder.is_dir():
         raise ModelError(f"model folder not found: {folder}")
-    for stem in MODEL_STEMS:
-        if (folder / f"{stem}.json").is_file():
-            return stem
-    raise ModelError(f"{folder} holds no model.json or subnet.json")
+    stem = model_stem(folder)
+    if stem is None:
+        names = " or ".join(model_json(folder, s).name for s in MODEL_STEMS)
+        raise ModelError(f"{folder} holds no model ({names})")
+    return stem
 
 
 def read_model_dir_spec(folder: str | Path) -> ArchSpec:
     """The ``ArchSpec`` stored in a model folder."""
     folder = Path(folder)
-    path = folder / f"{_find_stem(folder)}.json"
+    path = model_json(folder, _find_stem(folder))
     doc = read_json(path, "model config")
     if not isinstance(doc, dict) or "arch" not in doc:
         raise ArtifactError(f"{path} has no 'arch' entry")
@@ -124,5 +125,5 @@ def load_model_dir(folder: str | Path) -> OfbViT:
     folder = Path(folder)
     stem = _find_stem(folder)
     model = OfbViT(read_model_dir_spec(folder))
-    load_checkpoint(model, folder / f"{stem}.safetensors")
+    load_checkpoint(model, model_weights(folder, stem))
     return model

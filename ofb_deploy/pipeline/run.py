@@ -2,8 +2,8 @@
 
 Skipping and resuming. Each stage gets a *pipeline hash*: its config section chained with the done marker
 (inputs hash and finish time) of the stage before it, so changing a setting, or re-running any earlier stage,
-re-runs everything after it and nothing before. A stage whose marker in ``state.json`` carries the same
-pipeline hash is skipped. Before a stage starts, ``pipeline.json`` records the hash it started with; if the
+re-runs everything after it and nothing before. A stage whose done marker (``RunDir.stage_record``) carries the
+same pipeline hash is skipped. Before a stage starts, ``RunDir.pipeline_path`` records the hash it started with; if the
 process dies, the next run finds that hash unchanged and resumes the stage from its own resume state (training,
 search and fine-tuning save one per epoch) instead of starting over. A stage that starts afresh first forgets
 the markers of every later stage, so no stale result is ever read downstream.
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import STAGES, RunDir, model_json, model_weight_files, model_weights
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.pipeline.config import PRETRAINED, PipelineConfig
-from ofb_deploy.pipeline.run_dir import STAGES, RunDir
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_json
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,14 @@ def _import_dense(run_dir: RunDir, config: PipelineConfig) -> dict[str, Any]:
         model = create_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, pretrained=True)
         shipped = pretrained_dir(config.model)
         if shipped is not None:  # keep the shipped recipe, curve and top-1 next to the weights
-            doc = read_json(shipped / "model.json", "pretrained model")
+            doc = read_json(model_json(shipped), "pretrained model")
             meta.update({k: doc[k] for k in ("config", "metrics", "history") if k in doc}, pretrained=shipped.name)
-        digest = sha256_file(shipped / "model.safetensors") if shipped else f"timm:{config.model}"
+        digest = sha256_file(model_weights(shipped)) if shipped else f"timm:{config.model}"
     else:
         path = Path(config.checkpoint)
         if path.is_dir():
             model = load_model_dir(path)
-            digest = sha256_json({p.name: sha256_file(p) for p in sorted(path.glob("*.safetensors"))})
+            digest = sha256_json({p.name: sha256_file(p) for p in model_weight_files(path)})
         else:
             model = create_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
             digest = sha256_file(path)
@@ -178,7 +178,7 @@ def _report(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, 
     from ofb_deploy.validate.report import render_report
 
     doc = render_report(run_dir)
-    return {"report": str(run_dir.report_dir / "report.md"), "targets": doc["targets"]}
+    return {"report": str(run_dir.report_md_path), "targets": doc["targets"]}
 
 
 STAGE_FNS: dict[str, StageFn] = {

@@ -2,8 +2,8 @@
 
 Loads the dense model, builds the supernet over it, runs the OFB loop (``loop.SearchState``) with a resume
 checkpoint each epoch, finalises the modules still open at the end jointly, closest to the FLOPs target
-(``finalize.py``), evaluates the result and writes ``search/arch.json`` + ``search/searched.safetensors``
-(``result.py``).
+(``finalize.py``), evaluates the result and writes it to ``RunDir.arch_path`` and
+``RunDir.searched_weights_path`` (``result.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
+from ofb_deploy.artifacts import RunDir, model_weight_files
 from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits, dataset_info, set_epoch
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs
 from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
@@ -80,7 +80,7 @@ def init_scores_from_weights(supernet: OfbSupernet) -> None:
 def _fingerprint(source: Path) -> str:
     if source.is_file():
         return sha256_file(source)
-    return sha256_json({p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))})
+    return sha256_json({p.name: sha256_file(p) for p in model_weight_files(source)})
 
 
 def _digest(net: OfbSupernet) -> str:
@@ -180,15 +180,15 @@ def run_search(
     data: DataConfig | str = "fmnist",
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Search a subnet of the dense model under a FLOPs target; write ``RUN/search/``; return the summary.
+    """Search a subnet of the dense model under a FLOPs target; write the run's search folder; return the summary.
 
     Args:
-        run_dir: the run directory (``search/`` is created in it).
+        run_dir: the run directory (its search folder is created).
         config: search settings (target, epochs, ...).
         dense_checkpoint: a model folder or weights file (default: ``RUN/dense``).
         model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file.
         data: ``fmnist``, an ImageFolder path or a ``DataConfig``.
-        resume: continue from ``RUN/search/search_state.pt`` when it exists.
+        resume: continue from the search's resume state (``RunDir.state_file("search")``) when it exists.
     """
     from ofb_deploy.train import evaluate
 
@@ -228,7 +228,7 @@ def run_search(
     summary["weights_sha256"] = _digest(net)
     doc = arch_document(net, state.target_macs, summary)
     if is_main():
-        write_result(net, run_dir.search_dir, doc)
+        write_result(net, run_dir, doc)
         keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")
         run_dir.mark_done("search", inputs_hash, **{k: doc[k] for k in keys})
     barrier()

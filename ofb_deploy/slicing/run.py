@@ -1,9 +1,9 @@
 """The slice stage: read the search output (or a hand-written width file), write the subnet model folder.
 
-``RUN/slice/`` holds ``subnet.json`` (``{"arch": ArchSpec, "source_model", "flops", "params", ...}``),
-``subnet.safetensors`` and ``slice_record.json`` (the kept indices, replayable with ``slice_subnet``). The
-folder is a normal model folder: ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain
-``OfbViT`` code and no search code.
+``RunDir.slice_dir`` is a model folder with the stem ``subnet`` (its JSON: ``{"arch": ArchSpec, "source_model",
+"flops", "params", ...}``) plus the slice record (``artifacts.slice_record``: the kept indices, replayable with
+``slice_subnet``). ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain ``OfbViT`` code and
+no search code.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
+from ofb_deploy.artifacts import RunDir, model_json, model_stem, slice_record
 from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.slicing.align import align_record
 from ofb_deploy.slicing.handwritten import load_counts, record_from_counts
 from ofb_deploy.slicing.record import SliceRecord
@@ -28,8 +28,7 @@ from ofb_deploy.slicing.slice import slice_subnet, split_scales
 from ofb_deploy.utils.io import read_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
-SUBNET_STEM = "subnet"
-RECORD_NAME = "slice_record.json"
+SUBNET_STEM = "subnet"  # a subnet's model folder uses this stem (artifacts.MODEL_STEMS)
 
 
 def save_subnet(
@@ -39,7 +38,7 @@ def save_subnet(
     source_model: str,
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``subnet.json``, ``subnet.safetensors`` and ``slice_record.json``; return the summary.
+    """Write the subnet's model folder and its slice record into ``out_dir``; return the summary.
 
     Args:
         model: the sliced model.
@@ -69,7 +68,7 @@ def save_subnet(
         summary["align_flops_change_pct"] = record.info["align"]["flops_change_pct"]
         summary["flops_before_align"] = record.info["align"]["flops_before"]
     out_dir = Path(out_dir)
-    record.save(out_dir / RECORD_NAME)
+    record.save(slice_record(out_dir))
     save_model_dir(model, out_dir, stem=SUBNET_STEM, meta={**summary, **(meta or {})})
     return summary
 
@@ -78,11 +77,13 @@ def load_subnet(folder: str | Path) -> OfbViT:
     """Rebuild a saved subnet (a plain ``OfbViT``, in eval mode) from its folder; no search code involved.
 
     Args:
-        folder: a folder holding ``subnet.json`` + ``subnet.safetensors`` (``RUN/slice``, ``RUN/finetune``).
+        folder: a subnet's model folder (``RunDir.slice_dir``, ``RunDir.finetune_dir``).
     """
     folder = Path(folder)
-    if not (folder / f"{SUBNET_STEM}.json").is_file():
-        raise ArtifactError(f"{folder} holds no {SUBNET_STEM}.json (run `ofb-deploy slice` first)")
+    if model_stem(folder) != SUBNET_STEM:
+        raise ArtifactError(
+            f"{folder} holds no subnet ({model_json(folder, SUBNET_STEM).name}): run `ofb-deploy slice`"
+        )
     return load_model_dir(folder).eval()
 
 
@@ -90,7 +91,7 @@ def slice_run(run_dir: RunDir, align: int = 1) -> dict[str, Any]:
     """Slice the searched subnet of a run into ``RUN/slice/``.
 
     Args:
-        run_dir: the run (needs ``search/arch.json`` and ``search/searched.safetensors``).
+        run_dir: the run (needs ``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
         align: round widths up to this multiple (1, 8, 16 or 64).
     """
     arch_path = run_dir.require(run_dir.arch_path, "run `ofb-deploy search` first")
@@ -124,7 +125,7 @@ def load_dense(checkpoint: str | Path, model: str | None = None) -> tuple[ArchSp
     """A dense model's spec and weights from a model folder, or a weights file plus a registry name.
 
     Args:
-        checkpoint: model folder (``model.json`` + safetensors) or a ``.safetensors``/``.pth`` file.
+        checkpoint: a model folder, or a ``.safetensors``/``.pth`` weights file.
         model: registry name, needed (and only used) when ``checkpoint`` is a file.
     """
     path = Path(checkpoint)
@@ -164,7 +165,7 @@ def slice_handwritten(
     Args:
         arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}``.
         checkpoint: dense model folder, or weights file with ``model``.
-        out_dir: where ``subnet.json``/``subnet.safetensors``/``slice_record.json`` go.
+        out_dir: the subnet's model folder (``save_subnet``).
         model: registry name when ``checkpoint`` is a weights file.
         align: round widths up to this multiple (1, 8, 16 or 64).
     """

@@ -140,7 +140,7 @@ def slice_subnet(
 
     Args:
         dense_state: dense-shaped weights (``scale.*`` entries, if present, are used when ``scales`` is None).
-        arch: the search's ``arch.json`` document or a ``SliceRecord``.
+        arch: the search result document (``RunDir.arch_path``) or a ``SliceRecord``.
         scales: frozen mask scales (``scale.*`` keys); ``None`` takes them from ``dense_state`` or uses ones.
     """
     record = arch if isinstance(arch, SliceRecord) else SliceRecord.from_arch(arch)

@@ -30,12 +30,12 @@ def train(
     in_chans: int | None = None,
     img_size: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``model_name`` on ``data`` and save ``out_dir/model.{json,safetensors}``; return the metrics.
+    """Train ``model_name`` on ``data`` and save it as the model folder ``out_dir``; return the metrics.
 
     Args:
         model_name: registry name (``list_models()``) or ``local-dir:PATH``.
         data: ``fmnist``, an ImageFolder path or a ``DataConfig``.
-        out_dir: output folder (also holds the resume state ``train_state.pt``).
+        out_dir: output folder (also holds the resume state, ``artifacts.train_state``).
         config: hyper-parameters.
         checkpoint: initial weights (``.safetensors`` or ``.pth`` state dict).
         pretrained: start from timm's pretrained weights (needs the network).

@@ -2,7 +2,7 @@
 
 ``compare`` scores outputs against a reference; ``latency`` times one runner (trtexec's method) and
 ``interleaved`` times dense and subnet in alternating rounds; ``validate_run`` measures a whole run and
-``render_report`` writes ``report.json``/``report.md``/plots from it.
+``render_report`` writes the report (JSON, Markdown, plots) from it.
 """
 
 from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision, temp_onnx
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.utils.threads import cpu_threads
@@ -69,14 +70,11 @@ def default_backend(target: Path) -> str:
 
 
 def target_precision(target: Path) -> str:
-    """Precision of a target: from an engine's sidecar, an ONNX name (``x.int8.onnx``), else ``fp32``."""
+    """Precision of a target: from an engine's sidecar, an ONNX name (``artifacts.onnx_precision``), else ``fp32``."""
     kind = target_kind(target)
     if kind == "engine":
         return str(_sidecar(target).get("precision", "fp32"))
-    for precision in ("int8", "fp16"):
-        if target.name.endswith(f".{precision}.onnx"):
-            return precision
-    return "fp32"
+    return onnx_precision(target) if kind == "onnx" else "fp32"
 
 
 @contextlib.contextmanager
@@ -85,17 +83,15 @@ def runnable_path(target: Path, backend: str) -> Iterator[Path]:
     if target_kind(target) != "model" or backend == "torch":
         yield target
         return
-    from ofb_deploy.models.checkpoint import MODEL_STEMS
-
-    for stem in MODEL_STEMS:
-        if (target / f"{stem}.onnx").is_file() and (target / f"{stem}.json").is_file():
-            yield target / f"{stem}.onnx"
-            return
+    stem = model_stem(target)
+    if stem is not None and model_onnx(target, stem).is_file():
+        yield model_onnx(target, stem)
+        return
     from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.models.checkpoint import load_model_dir
 
     with tempfile.TemporaryDirectory(prefix="ofb-bench-") as tmp:
-        path = Path(tmp) / "model.onnx"
+        path = temp_onnx(tmp)
         log.info("exporting %s to a temporary ONNX for %s", target, backend)
         export_onnx(load_model_dir(target), path)
         yield path

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import ROLES, RunDir, model_weight_files, sidecar_path
 from ofb_deploy.errors import ArtifactError, ConfigError, OfbError
 from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.vit import OUTPUT_NAME
-from ofb_deploy.pipeline.run_dir import ROLES, RunDir
 from ofb_deploy.utils.config import from_mapping
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
@@ -89,7 +89,7 @@ class ValidateConfig:
 
 @dataclass(frozen=True)
 class EngineFile:
-    """One built engine: ``RUN/build/{role}.{backend}.{precision}.engine`` (plus its JSON sidecar)."""
+    """One built engine (``RunDir.engine_path``) and its JSON sidecar."""
 
     role: str
     backend: str
@@ -103,7 +103,7 @@ class EngineFile:
 
     def sidecar(self) -> dict[str, Any]:
         """The sidecar JSON, or ``{}`` when there is none."""
-        path = self.path.with_name(self.path.name + ".json")
+        path = sidecar_path(self.path)
         return read_json(path, "engine sidecar") if path.is_file() else {}
 
 
@@ -117,11 +117,9 @@ def list_engines(run_dir: RunDir) -> list[EngineFile]:
     from ofb_deploy.engines.registry import BACKENDS, PRECISIONS
 
     found = []
-    folder = run_dir.engines_dir
-    for path in sorted(folder.glob("*.engine")) if folder.is_dir() else []:
-        parts = path.name[: -len(".engine")].split(".")
-        if len(parts) == 3 and parts[0] in ROLES and parts[1] in BACKENDS and parts[2] in PRECISIONS:
-            found.append(EngineFile(parts[0], parts[1], parts[2], path))
+    for role, backend, precision, path in run_dir.engine_files():
+        if role in ROLES and backend in BACKENDS and precision in PRECISIONS:
+            found.append(EngineFile(role, backend, precision, path))
     return sorted(found, key=lambda e: (e.backend, PRECISIONS.index(e.precision), ROLES.index(e.role)))
 
 
@@ -137,28 +135,12 @@ def describe_model(run_dir: RunDir, role: str) -> dict[str, Any]:
     }
 
 
-def data_config(run_dir: RunDir) -> Any:
-    """The run's ``DataConfig``: from ``run.json``, else from the dense model's metadata, else Fashion-MNIST."""
-    from ofb_deploy.data import DataConfig
-
-    config = run_dir.read_config().get("data")
-    if config is None:
-        for stem in ("model", "subnet"):
-            meta = run_dir.dense_dir / f"{stem}.json"
-            if meta.is_file():
-                config = read_json(meta, "model config").get("data")
-                break
-    if isinstance(config, str):
-        return DataConfig(name=config)
-    return DataConfig.from_dict(config) if isinstance(config, dict) else DataConfig()
-
-
 def validation_reader(run_dir: RunDir, config: ValidateConfig) -> Any:
     """Validation images of the run's data, fitted to the dense model's input, as a labelled reader."""
-    from ofb_deploy.data import build_splits, make_reader
+    from ofb_deploy.data import build_splits, make_reader, run_data
 
     spec = read_model_dir_spec(run_dir.model_dir("dense"))
-    splits = build_splits(data_config(run_dir), spec, train_augment=False)
+    splits = build_splits(run_data(run_dir), spec, train_augment=False)
     return make_reader(splits.val, batch_size=config.eval_batch, limit=config.val_size)
 
 
@@ -180,12 +162,13 @@ def topk(logits: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -
 
 def inputs_hash(run_dir: RunDir, config: ValidateConfig) -> str:
     """Hash of what validation reads: its config, both models' weights and every engine file's sidecar."""
-    parts: dict[str, Any] = {"config": config.to_dict(), "data": data_config(run_dir).to_dict()}
+    from ofb_deploy.data import run_data
+
+    parts: dict[str, Any] = {"config": config.to_dict(), "data": run_data(run_dir).to_dict()}
     for role in ROLES:
-        folder = run_dir.model_dir(role)
-        parts[role] = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
+        parts[role] = {p.name: sha256_file(p) for p in model_weight_files(run_dir.model_dir(role))}
     for engine in list_engines(run_dir):
-        side = engine.path.with_name(engine.path.name + ".json")
+        side = sidecar_path(engine.path)
         parts[engine.path.name] = sha256_file(side if side.is_file() else engine.path)
     return sha256_json(parts)
 
@@ -209,12 +192,13 @@ def runnable_engines(engines: list[EngineFile], config: ValidateConfig) -> tuple
 
 
 def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[str, Any]:
-    """Measure accuracy and latency of a run's models and engines; write ``RUN/validate/validate.json``.
+    """Measure accuracy and latency of a run's models and engines; write ``RunDir.validate_path``.
 
     Args:
         run_dir: a run whose ``train`` and ``slice`` stages are done (``export``/``build`` for engines).
         config: what to measure (default ``ValidateConfig()``).
     """
+    from ofb_deploy.data import run_data
     from ofb_deploy.validate.accuracy import evaluate_all
     from ofb_deploy.validate.latency import machine_info
     from ofb_deploy.validate.speed import time_all
@@ -241,7 +225,7 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         "schema_version": SCHEMA_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": config.to_dict(),
-        "data": {**data_config(run_dir).to_dict(), "val_samples": int(len(reader.images))},
+        "data": {**run_data(run_dir).to_dict(), "val_samples": int(len(reader.images))},
         "machine": machine_info(),
         "models": models,
         "sliced": accuracy["sliced"],
@@ -272,7 +256,7 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_validation(run_dir: RunDir) -> dict[str, Any]:
-    """The ``validate.json`` of a run, or a one-line error saying to run the stage."""
+    """The validation results of a run (``RunDir.validate_path``), or a one-line error saying to run the stage."""
     path = run_dir.validate_path
     if not path.is_file():
         raise ArtifactError(f"{path} not found: run `ofb-deploy validate {run_dir.root}` first")
