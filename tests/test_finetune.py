@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -68,7 +67,7 @@ def test_finetune_with_distillation_improves_slice(sliced_run: RunDir) -> None:
     recorded = run_data(run)  # taken from the dense model's record
     assert recorded.train_size == read_json(run.dense_dir / "model.json")["data"]["train_size"]
     config = TrainConfig(epochs=2, batch_size=64, lr=1e-3, warmup_epochs=0.1)
-    metrics = finetune_run(run, config, data=dataclasses.replace(recorded, train_size=1024, val_size=512))
+    metrics = finetune_run(run, config, data=recorded.replace(train_size=1024, val_size=512))
     assert metrics["top1"] > metrics["sliced_top1"]
     doc = read_json(run.finetune_dir / "subnet.json")
     assert doc["teacher"] == str(run.dense_dir) and doc["distill"]["alpha"] == 0.5

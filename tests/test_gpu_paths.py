@@ -94,10 +94,10 @@ def test_rtx_builder_config_has_tf32_off_and_the_widest_targets(rtx: Any, onnx_f
     builder = rtx.Builder(logger)
     network, _parser = parse_onnx(rtx, builder, logger, onnx_files["fp16"])
     assert builder.create_builder_config().get_flag(rtx.BuilderFlag.TF32)  # TensorRT's default
-    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig("fp16"))
+    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig(precision="fp16"))
     assert not config.get_flag(rtx.BuilderFlag.TF32) and info["tf32"] is False
     assert info["compute_capabilities"] == library_targets(rtx) and config.num_compute_capabilities > 1
-    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig("fp16", tf32=True))
+    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig(precision="fp16", tf32=True))
     assert config.get_flag(rtx.BuilderFlag.TF32) and info["tf32"] is True
 
 
@@ -111,7 +111,11 @@ def test_rtx_targets_named_checked_and_recorded(rtx: Any, onnx_files: dict[str, 
             resolve_targets(rtx, ["current"], None)
     engine = tmp_path / "m.engine"
     doc = build_engine(
-        onnx_files["fp16"], engine, "tensorrt-rtx", "fp16", TrtBuildConfig("fp16", (1, 4), None, None, 0, ["SM89"])
+        onnx_files["fp16"],
+        engine,
+        "tensorrt-rtx",
+        "fp16",
+        TrtBuildConfig(precision="fp16", batches=(1, 4), opt_level=0, compute_capabilities=["SM89"]),
     )
     assert doc["compute_capabilities"] == ["sm89"] and doc["skipped_targets"] == {}
 

@@ -21,8 +21,8 @@ FMNIST_TRAIN = 60000
 def _default_search() -> tuple[SearchConfig, int]:
     """The default run's search config and its steps per epoch on the full Fashion-MNIST training set."""
     config = load_config("default")
-    search = config.search_config()
-    images = search.train_size or config.data_config().train_size or FMNIST_TRAIN
+    search = config.search
+    images = search.train_size or config.data.train_size or FMNIST_TRAIN
     return search, math.ceil(images / search.batch_size)
 
 

@@ -84,14 +84,11 @@ class CalibrationSource:
             seed: seed of the subset.
             batch_size: images per calibration batch.
         """
-        import dataclasses
-
-        from ofb_deploy.data import DataConfig, as_config, build_splits, make_reader
+        from ofb_deploy.data import as_config, build_splits, make_reader
 
         if num_images < 1:
             raise ConfigError(f"calibration needs at least one image, got {num_images}")
-        cfg = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
-        cfg = dataclasses.replace(cfg, calib_size=num_images, seed=seed)
+        cfg = as_config(data).replace(calib_size=num_images, seed=seed)
         splits = build_splits(cfg, spec, train_augment=False)
         reader = make_reader(splits.calib, batch_size=batch_size, limit=num_images)
         selection = {"data": cfg.to_dict(), "split": "calib", "num_images": len(reader.images), "seed": seed}

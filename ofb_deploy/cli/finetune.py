@@ -25,8 +25,6 @@ def finetune_cli(
     seed: Annotated[int, typer.Option(help="seed of shuffling and augmentation")] = 0,
 ) -> None:
     """Fine-tune RUN/slice with knowledge distillation (soft targets + CE) into RUN/finetune."""
-    import dataclasses
-
     from ofb_deploy.artifacts import RunDir
     from ofb_deploy.data import run_data
     from ofb_deploy.finetune import DistillConfig, finetune_run
@@ -36,7 +34,7 @@ def finetune_cli(
     run = RunDir(run_dir)
     data_cfg = run_data(run, data)
     if train_size is not None:
-        data_cfg = dataclasses.replace(data_cfg, train_size=train_size)
+        data_cfg = data_cfg.replace(train_size=train_size)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.1)
     distill = DistillConfig(alpha=alpha, temperature=temperature)
     try:

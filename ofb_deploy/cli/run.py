@@ -14,7 +14,7 @@ from ofb_deploy.cli._app import app, console
 
 def overrides(**flags: Any) -> dict[str, Any]:
     """CLI flags to a nested config mapping (``None`` flags are left out)."""
-    from ofb_deploy.pipeline.config import deep_merge, parse_set
+    from ofb_deploy.pipeline.config import parse_set
     from ofb_deploy.validate.bench import parse_batches
 
     paths = {
@@ -36,7 +36,12 @@ def overrides(**flags: Any) -> dict[str, Any]:
         out.setdefault("build", {})["backends"] = [b.strip() for b in flags["backends"].split(",")]
     if flags.get("batch"):
         out.setdefault("validate", {})["batches"] = list(parse_batches(flags["batch"]))
-    return deep_merge(out, parse_set(flags.get("set_items") or []))
+    for section, values in parse_set(flags.get("set_items") or []).items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            out[section] = {**out[section], **values}
+        else:
+            out[section] = values
+    return out
 
 
 def stages_table(result: dict) -> Table:

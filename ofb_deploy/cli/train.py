@@ -36,7 +36,9 @@ def train_cli(
     from ofb_deploy.data import DataConfig
     from ofb_deploy.train import TrainConfig, train
     from ofb_deploy.utils import dist
+    from ofb_deploy.utils.io import check_writable
 
+    check_writable(out)
     data_cfg = DataConfig(name=data, root=data_root, seed=seed, train_size=train_size)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers, augment=augment)
     try:

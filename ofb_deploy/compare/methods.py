@@ -13,7 +13,6 @@ from its per-epoch state.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import METHOD_FILES, RunDir, model_json
+from ofb_deploy.choices import Method
 from ofb_deploy.compare.baselines import scratch_subnet, torch_pruning_subnet, uniform_counts, write_counts
 from ofb_deploy.data import DataConfig, build_splits, run_data
 from ofb_deploy.errors import ConfigError
@@ -37,7 +37,7 @@ from ofb_deploy.utils.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ofb", "magnitude", "torch-pruning", "scratch")
+METHODS = Method.values()
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,12 @@ def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = No
         doc = read_json(model_json(run.finetune_dir, SUBNET_STEM))
         return _result(folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True)
     sub = RunDir(folder / METHOD_FILES["run"], create=True)
-    search = dataclasses.replace(recipe.search, seed=seed, target_flops=target or recipe.search.target_flops)
+    search = recipe.search.replace(seed=seed, target_flops=target or recipe.search.target_flops)
     if not sub.is_done("search"):
         run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
     if not sub.is_done("slice"):
         slice_run(sub, align=recipe.align)
-    config = dataclasses.replace(recipe.finetune, seed=seed)
+    config = recipe.finetune.replace(seed=seed)
     metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
     seconds = round(time.perf_counter() - started, 1)
     return _result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
@@ -185,7 +185,7 @@ def make_baseline(
         raise ConfigError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
     splits = build_splits(recipe.data, student.spec)
     teacher = load_teacher(recipe.run_dir, None, student)
-    config = dataclasses.replace(recipe.finetune, epochs=recipe.budget_epochs, seed=seed)
+    config = recipe.finetune.replace(epochs=recipe.budget_epochs, seed=seed)
     meta = {"source_model": method, "data": recipe.data.to_dict(), "teacher": str(recipe.dense_dir)}
     metrics = finetune_model(student.train(), splits, folder, config, teacher=teacher, resume=True, meta=meta,
                              state_path=folder / METHOD_FILES["state"])  # fmt: skip

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
+from ofb_deploy.choices import Method
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
 from ofb_deploy.compare.methods import METHODS, RunRecipe, dense_top1, make_method, read_recipe
 from ofb_deploy.data import build_splits, make_reader
-from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.utils.config import (
+    Batches,
+    ConfigModel,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    split_list,
+)
 from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -29,8 +38,23 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class CompareConfig:
+def _distinct(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct")
+    return seeds
+
+
+def _with_ofb(methods: tuple[str, ...]) -> tuple[str, ...]:
+    return methods if "ofb" in methods else ("ofb", *methods)  # the others are held at OFB's MACs
+
+
+Seeds = Annotated[
+    tuple[NonNegativeInt, ...], BeforeValidator(split_list), Field(min_length=1), AfterValidator(_distinct)
+]
+Methods = Annotated[tuple[Method, ...], BeforeValidator(split_list), Field(min_length=1), AfterValidator(_with_ofb)]
+
+
+class CompareConfig(ConfigModel):
     """What ``compare_run`` does.
 
     Args:
@@ -44,25 +68,16 @@ class CompareConfig:
         rounds: interleaving rounds per batch.
     """
 
-    seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = METHODS
-    batches: tuple[int, ...] = (1, 8, 32)
-    threads: int | None = None
-    warmup_s: float = 0.2
-    min_iters: int = 10
-    min_time_s: float = 1.0
-    rounds: int = 6
+    SECTION: ClassVar[str] = "compare"
 
-    def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"compare seeds must be distinct and at least one, got {list(self.seeds)}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"unknown compare method(s) {unknown}; methods: {', '.join(METHODS)}")
-        if "ofb" not in self.methods:
-            object.__setattr__(self, "methods", ("ofb", *self.methods))
-        if not self.batches or any(b < 1 for b in self.batches):
-            raise ConfigError(f"compare batches must be positive, got {list(self.batches)}")
+    seeds: Seeds = (0,)
+    methods: Methods = tuple(METHODS)
+    batches: Batches = (1, 8, 32)
+    threads: PositiveInt | None = None
+    warmup_s: NonNegativeFloat = 0.2
+    min_iters: PositiveInt = 10
+    min_time_s: NonNegativeFloat = 1.0
+    rounds: PositiveInt = 6
 
 
 def _label(method: str, seed: int) -> str:
@@ -174,7 +189,7 @@ def _document(run_dir: RunDir, recipe: RunRecipe, config: CompareConfig, results
     return {
         "schema_version": SCHEMA_VERSION,
         "run_dir": str(run_dir.root),
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        "config": config.to_dict(),
         "budget": {
             "epochs": recipe.budget_epochs,
             "search_passes": round(recipe.search_passes, 4),

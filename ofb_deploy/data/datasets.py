@@ -9,66 +9,53 @@ Caps (``train_size``, ``val_size``) are seeded subsets too, so every quick run s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset, Subset
 
+from ofb_deploy.choices import FitMode
 from ofb_deploy.data import fmnist
-from ofb_deploy.data.transforms import FIT_MODES, adapt_batch
+from ofb_deploy.data.transforms import adapt_batch
 from ofb_deploy.errors import ConfigError, DataError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.utils.config import from_mapping
+from ofb_deploy.utils.config import ConfigModel, ImageCount, NonNegativeInt
 
 FMNIST_NAMES = ("fmnist", "fashion-mnist", "fashion_mnist")
 
 
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(ConfigModel):
     """Which data and how much of it.
 
     Args:
         name: ``fmnist`` or the path of an ImageFolder tree with ``train/`` and ``val/``.
         root: folder of the Fashion-MNIST ``.gz`` files (default: the Debian location).
         seed: seed of every subset drawn (caps and calibration).
-        calib_size: calibration images (a subset of the training set).
-        train_size: cap on training images (``None``: all).
-        val_size: cap on validation images (``None``: all).
-        fit: ``auto``, ``pad`` or ``resize``: how a data set's image size is fitted to the model input.
+        calib_size: calibration images (a subset of the training set; ``all``: every training image).
+        train_size: cap on training images (``all``: every one).
+        val_size: cap on validation images (``all``: every one).
+        fit: how a data set's image size is fitted to the model input (``FitMode``).
+        skip_bad_images: leave out (and count) ImageFolder files that are not readable images, instead of failing.
     """
 
-    name: str = "fmnist"
-    root: str | None = None
-    seed: int = 0
-    calib_size: int = 512
-    train_size: int | None = None
-    val_size: int | None = None
-    fit: str = "auto"
+    SECTION: ClassVar[str] = "data"
 
-    def __post_init__(self) -> None:
-        for key in ("calib_size", "train_size", "val_size"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ConfigError(f"data {key} must be a positive integer, got {value!r}")
-        if self.fit not in FIT_MODES:
-            raise ConfigError(f"unknown fit mode {self.fit!r}; modes: {', '.join(FIT_MODES)}")
+    name: Annotated[str, Field(min_length=1)] = "fmnist"
+    root: str | None = None
+    seed: NonNegativeInt = 0
+    calib_size: ImageCount = 512
+    train_size: ImageCount = None
+    val_size: ImageCount = None
+    fit: FitMode = FitMode.AUTO
+    skip_bad_images: bool = False
 
     @property
     def is_fmnist(self) -> bool:
         """True for Fashion-MNIST, false for an ImageFolder path."""
         return self.name.lower() in FMNIST_NAMES
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, section: str = "data config") -> DataConfig:
-        """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        return from_mapping(cls, data, section)
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,8 @@ def build_run(
     if not roles:
         raise ArtifactError(f"no ONNX in {run_dir.export_dir}: run `ofb-deploy export {run_dir.root}` first")
     cache = timing_cache if timing_cache is not None else run_dir.timing_cache_path
-    config = TrtBuildConfig(precision, tuple(batches), workspace_mb, cache, opt_level, list(compute_capabilities), tf32)
+    config = TrtBuildConfig(precision=precision, batches=batches, workspace_mb=workspace_mb, timing_cache=cache,
+                            opt_level=opt_level, compute_capabilities=compute_capabilities, tf32=tf32)  # fmt: skip
     built = {}
     for role in roles:
         onnx_path, weak = _onnx_for(run_dir, role, backend, precision)
@@ -254,3 +255,30 @@ def build_run(
     }
     run_dir.mark_done("build", sha256_json(engines), engines=engines)
     return built
+
+
+def build_plan(run_dir: RunDir, plan: list[tuple[str, str]], batches: tuple[int, ...]) -> dict[str, Any]:
+    """Build every ``(backend, precision)`` of ``plan`` (``BuildConfig.plan``); one backend's failure is logged and
+    recorded, not fatal, unless nothing could be built.
+
+    Args:
+        run_dir: the run (its export stage is done).
+        plan: the pairs to build.
+        batches: batch sizes the profiles cover.
+    """
+    built, failed = [], {}
+    for backend, precision in plan:
+        try:
+            build_run(run_dir, backend, precision, batches)
+            built.append(f"{backend}:{precision}")
+        except ConfigError:
+            raise
+        except Exception as exc:  # one backend's failure (its library, an unsupported op) must not stop the rest
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("build %s %s failed: %s", backend, precision, reason)
+            failed[f"{backend}:{precision}"] = reason
+    if not built:
+        raise ArtifactError(f"no engine could be built: {failed}")
+    record = run_dir.stage_record("build") or {}
+    run_dir.mark_done("build", record.get("inputs_hash", ""), engines=record.get("engines", {}), failed=failed)
+    return {"built": built, "failed": failed}

@@ -18,6 +18,7 @@ eagerly (at shape-setting time), with a runtime cache file next to the engine so
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def has_float32_matmul(trt: Any, network: Any) -> bool:
     return False
 
 
-def resolve_targets(trt: Any, requested: list[str], network: Any) -> tuple[list[str], dict[str, str]]:
+def resolve_targets(trt: Any, requested: Sequence[str], network: Any) -> tuple[list[str], dict[str, str]]:
     """The targets to build for, and the default targets left out with the reason.
 
     Args:

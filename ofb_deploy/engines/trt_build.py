@@ -17,20 +17,22 @@ records which. TensorRT-RTX builds without a GPU for the compute capabilities in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from pydantic import BeforeValidator, Field
+
+from ofb_deploy.choices import Precision
 from ofb_deploy.engines.registry import DEFAULT_BATCHES
 from ofb_deploy.engines.tensorrt import is_strongly_typed, library_name
-from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.errors import ArtifactError
+from ofb_deploy.utils.config import Batches, ConfigModel, Int, PositiveInt, split_list
 from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrtBuildConfig:
+class TrtBuildConfig(ConfigModel):
     """Engine build options.
 
     Args:
@@ -44,23 +46,15 @@ class TrtBuildConfig:
         tf32: allow TF32 matmuls in fp32 layers (faster on Ampere and newer, ~1e-3 relative error).
     """
 
-    precision: str = "fp32"
-    batches: tuple[int, ...] = DEFAULT_BATCHES
-    workspace_mb: int | None = None
-    timing_cache: Path | None = None
-    opt_level: int | None = None
-    compute_capabilities: list[str] = field(default_factory=list)
-    tf32: bool = False
+    SECTION: ClassVar[str] = "build"
 
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise ConfigError(f"unknown precision {self.precision!r}; choose fp32, fp16 or int8")
-        if not self.batches or min(self.batches) < 1:
-            raise ConfigError(f"batch sizes must be positive integers, got {self.batches}")
-        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"builder optimisation level must be 0..5, got {self.opt_level}")
-        if self.workspace_mb is not None and self.workspace_mb < 1:
-            raise ConfigError(f"workspace must be >= 1 MiB, got {self.workspace_mb}")
+    precision: Precision = Precision.FP32
+    batches: Batches = DEFAULT_BATCHES
+    workspace_mb: PositiveInt | None = None
+    timing_cache: Path | None = None
+    opt_level: Annotated[Int, Field(ge=0, le=5)] | None = None
+    compute_capabilities: Annotated[tuple[str, ...], BeforeValidator(split_list)] = ()
+    tf32: bool = False
 
     @property
     def profile(self) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ from typing import Any
 from ofb_deploy.artifacts import ROLES, RunDir, calib_cache_dir, export_record, model_onnx, model_stem
 from ofb_deploy.data import as_config, model_data, run_data
 from ofb_deploy.errors import ArtifactError, ParityError
+from ofb_deploy.export.config import PARITY_IMAGES, ExportConfig
 from ofb_deploy.export.onnx import MIN_OPSET, convert_fp16, export_onnx
 from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
 from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
@@ -30,7 +31,6 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "fp16": {"min_cosine": 0.999, "min_top1": 0.95},
     "int8": {"min_cosine": 0.98, "min_top1": 0.90},
 }
-PARITY_IMAGES = 256
 
 
 class ParityChecker:
@@ -42,7 +42,7 @@ class ParityChecker:
         images: how many validation images to compare on.
     """
 
-    def __init__(self, model: Any, data: Any, images: int = PARITY_IMAGES) -> None:
+    def __init__(self, model: Any, data: Any, images: int | None = PARITY_IMAGES) -> None:
         from ofb_deploy.data import build_splits, make_reader
         from ofb_deploy.engines.torch_runner import TorchRunner
         from ofb_deploy.validate.compare import run_runners
@@ -78,7 +78,7 @@ def export_model(
     *,
     opset: int = MIN_OPSET,
     data: Any = None,
-    parity_images: int = PARITY_IMAGES,
+    parity_images: int | None = PARITY_IMAGES,
     calib_images: int | None = None,
     cache_dir: Path | None = None,
     reuse_fp32: bool = False,
@@ -131,23 +131,16 @@ def _roles(run_dir: RunDir) -> list[str]:
     return roles
 
 
-def export_run(
-    run_dir: RunDir,
-    *,
-    opset: int = MIN_OPSET,
-    fp16: bool = False,
-    int8: bool = False,
-    parity_images: int = PARITY_IMAGES,
-) -> dict:
+def export_run(run_dir: RunDir, config: ExportConfig | None = None, **options: Any) -> dict:
     """Export every model role the run has (``dense``, ``subnet``) to ``RunDir.onnx_path``; write the record.
 
     Args:
         run_dir: the run directory.
-        opset: ONNX opset (>= 17).
-        fp16: also write the float16 ONNX (LayerNorm, Softmax and I/O stay float32).
-        int8: also write the QDQ INT8 ONNX (calibrated on the run's data).
-        parity_images: validation images compared against PyTorch.
+        config: what to write (``ExportConfig``: opset, fp16, int8, parity images; default its defaults).
+        **options: ``ExportConfig`` fields overriding ``config`` (``int8=True``).
     """
+    config = (config or ExportConfig()).replace(**options)
+    opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
     doc: dict[str, Any] = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)"}
     doc["tolerances"] = TOLERANCES
     hashes = {}
@@ -187,24 +180,18 @@ def add_precision(run_dir: RunDir, role: str, precision: str) -> Path:
 
 
 def export_model_dir(
-    model_dir: Path,
-    out_dir: Path | None = None,
-    *,
-    opset: int = MIN_OPSET,
-    fp16: bool = False,
-    int8: bool = False,
-    parity_images: int = PARITY_IMAGES,
+    model_dir: Path, out_dir: Path | None = None, config: ExportConfig | None = None, **options: Any
 ) -> dict:
     """Export a model folder (a run's ``dense``, ``slice`` or ``finetune`` folder) to ``artifacts.model_onnx``.
 
     Args:
         model_dir: the model folder.
         out_dir: destination folder (default: ``model_dir`` itself).
-        opset: ONNX opset (>= 17).
-        fp16: also write the float16 ONNX.
-        int8: also write the QDQ INT8 ONNX.
-        parity_images: validation images compared against PyTorch.
+        config: what to write (``ExportConfig``).
+        **options: ``ExportConfig`` fields overriding ``config``.
     """
+    config = (config or ExportConfig()).replace(**options)
+    opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
     model_dir = Path(model_dir)
     read_model_dir_spec(model_dir)  # fails with one line on a folder that is not a model
     stem = model_stem(model_dir)

@@ -12,17 +12,16 @@ on the same (augmented) batch the student sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.config import ConfigModel, Fraction, PositiveFloat, Smoothing
 
 
-@dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(ConfigModel):
     """Distillation weights.
 
     Args:
@@ -31,15 +30,11 @@ class DistillConfig:
         label_smoothing: smoothing of the label cross-entropy.
     """
 
-    alpha: float = 0.5
-    temperature: float = 4.0
-    label_smoothing: float = 0.1
+    SECTION: ClassVar[str] = "distill"
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0:
-            raise ConfigError(f"distillation temperature must be positive, got {self.temperature}")
+    alpha: Fraction = 0.5
+    temperature: PositiveFloat = 4.0
+    label_smoothing: Smoothing = 0.1
 
 
 def kd_loss(

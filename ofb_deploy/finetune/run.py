@@ -14,6 +14,7 @@ from typing import Any
 from ofb_deploy.artifacts import RunDir, model_json, model_weights, slice_record
 from ofb_deploy.data import DataConfig, build_loader, build_splits, run_data
 from ofb_deploy.errors import ConfigError, ModelError
+from ofb_deploy.finetune.config import NO_TEACHER
 from ofb_deploy.finetune.distill import DistillConfig, DistillLoss
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.vit import OfbViT
@@ -24,7 +25,6 @@ from ofb_deploy.utils import dist
 from ofb_deploy.utils.io import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
-NO_TEACHER = "none"
 
 
 def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: OfbViT) -> OfbViT | None:
@@ -84,7 +84,7 @@ def finetune_run(
     }
     metrics = finetune_model(student, splits, out, config, teacher=teach, distill=distill, resume=resume, meta=meta,
                              state_path=run_dir.state_file("finetune"))  # fmt: skip
-    meta["distill"] = vars(distill) if teach is not None else None
+    meta["distill"] = distill.to_dict() if teach is not None else None
     if dist.is_main():
         SliceRecord.load(slice_record(slice_dir)).save(slice_record(out))
         keys = ("teacher", "distill", "data")
@@ -124,7 +124,7 @@ def finetune_model(
     """
     distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
     loss = DistillLoss(teacher, distill) if teacher is not None else None
-    meta = {**(meta or {}), "distill": vars(distill) if teacher is not None else None}
+    meta = {**(meta or {}), "distill": distill.to_dict() if teacher is not None else None}
     return train_model(student, splits, Path(out_dir), config, resume=resume, loss_fn=loss, stem=SUBNET_STEM,
                        meta=meta, state_path=state_path, description="finetune")  # fmt: skip
 

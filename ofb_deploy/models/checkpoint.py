@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ofb_deploy.artifacts import MODEL_STEMS, model_json, model_stem, model_weights
-from ofb_deploy.errors import ArtifactError, ModelError
+from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_with, read_json
@@ -27,6 +27,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         path: the file; a ``.pth`` holding ``{"model": ...}`` or ``{"state_dict": ...}`` is unwrapped.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; a weights file (.safetensors or .pth) is needed here")
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     try:
@@ -47,7 +49,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``, failing with one line on any missing, extra or mis-shaped tensor."""
-    state = read_state_dict(path)
+    load_state(model, read_state_dict(path), path)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load ``state`` (read from ``path``) into ``model``; one line on any missing, extra or mis-shaped tensor."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -127,3 +133,57 @@ def load_model_dir(folder: str | Path) -> OfbViT:
     model = OfbViT(read_model_dir_spec(folder))
     load_checkpoint(model, model_weights(folder, stem))
     return model
+
+
+def checkpoint_model(folder: str | Path, model: str | None = None) -> str:
+    """The model a checkpoint folder holds: ``model`` when given and the same, else its recorded base model.
+
+    Args:
+        folder: a model folder.
+        model: the registry name a user also gave (``--model``); naming another model is a ``ConfigError``.
+    """
+    from ofb_deploy.models.registry import LOCAL_DIR_PREFIX
+
+    held = read_model_dir_spec(folder).base_model
+    if model is None or model.startswith(LOCAL_DIR_PREFIX):
+        return model or held
+    if model.partition(".")[0] != held:
+        raise ConfigError(
+            f"--model {model} conflicts with the checkpoint {folder}, which holds {held}; "
+            "drop --model or give a checkpoint of that model"
+        )
+    return model
+
+
+def load_dense(
+    checkpoint: str | Path,
+    model: str | None = None,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> OfbViT:
+    """A dense model from a model folder, or from a weights file of the registry model ``model``.
+
+    Args:
+        checkpoint: a model folder (``ofb-deploy train``), or a ``.safetensors``/``.pth`` state dict.
+        model: registry name; needed for a weights file, and for a folder it must name the model it holds.
+        num_classes: classifier outputs of a weights file's model (default: read from its head).
+        in_chans: input channels of a weights file's model (default: read from its patch embedding).
+    """
+    from ofb_deploy.models.registry import create_model
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        checkpoint_model(path, model)
+        return load_model_dir(path)
+    if not path.exists():
+        raise ModelError(f"dense checkpoint not found: {path} (train one with 'ofb-deploy train')")
+    if model is None:
+        raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
+    state = read_state_dict(path)
+    head, patch = state.get("head.weight"), state.get("patch_embed.proj.weight")
+    classes = int(head.shape[0]) if head is not None and head.ndim == 2 else num_classes
+    chans = int(patch.shape[1]) if patch is not None and patch.ndim == 4 else in_chans
+    dense = create_model(model, num_classes=classes, in_chans=chans)
+    load_state(dense, state, path)
+    return dense

@@ -20,6 +20,7 @@ from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.utils.io import atomic_path, read_json
 
 PACKAGE_DIR = "pretrained"
+PRETRAINED = "pretrained"  # a checkpoint named so (``checkpoint: pretrained``): the model's pretrained weights
 
 
 def pretrained_root() -> Path:

@@ -12,14 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ofb_deploy.artifacts import RunDir, model_json, model_stem, slice_record
-from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
-from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.checkpoint import load_model_dir, read_state_dict, save_model_dir
+from ofb_deploy.errors import ArtifactError
+from ofb_deploy.models.checkpoint import load_dense, load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.slicing.align import align_record
 from ofb_deploy.slicing.handwritten import load_counts, record_from_counts
@@ -121,37 +117,6 @@ def _brief(arch: dict[str, Any]) -> dict[str, Any]:
     return {k: arch[k] for k in keys if k in arch}
 
 
-def load_dense(checkpoint: str | Path, model: str | None = None) -> tuple[ArchSpec, dict[str, torch.Tensor]]:
-    """A dense model's spec and weights from a model folder, or a weights file plus a registry name.
-
-    Args:
-        checkpoint: a model folder, or a ``.safetensors``/``.pth`` weights file.
-        model: registry name, needed (and only used) when ``checkpoint`` is a file.
-    """
-    path = Path(checkpoint)
-    if path.is_dir():
-        dense = load_model_dir(path)
-    elif model is None:
-        raise ConfigError(f"{path} is a weights file: say which model it holds with --model NAME")
-    else:
-        state = read_state_dict(path)
-        head = state.get("head.weight")
-        classes = int(head.shape[0]) if head is not None else None
-        chans = state.get("patch_embed.proj.weight")
-        dense = create_model(model, num_classes=classes, in_chans=int(chans.shape[1]) if chans is not None else None)
-        dense.load_state_dict(_checked(dense, state, path))
-    return dense.spec, {k: v.detach() for k, v in dense.state_dict().items()}
-
-
-def _checked(model: OfbViT, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    own = model.state_dict()
-    for key, value in own.items():
-        if key not in state or tuple(state[key].shape) != tuple(value.shape):
-            got = tuple(state[key].shape) if key in state else "missing"
-            raise ModelError(f"{path} does not fit {model.spec.base_model}: {key} is {got}, needs {tuple(value.shape)}")
-    return {k: state[k] for k in own}
-
-
 def slice_handwritten(
     arch_file: str | Path,
     checkpoint: str | Path,
@@ -169,7 +134,8 @@ def slice_handwritten(
         model: registry name when ``checkpoint`` is a weights file.
         align: round widths up to this multiple (1, 8, 16 or 64).
     """
-    dense, state = load_dense(checkpoint, model)
+    dense_model = load_dense(checkpoint, model)
+    dense, state = dense_model.spec, {k: v.detach() for k, v in dense_model.state_dict().items()}
     counts = load_counts(arch_file, dense)
     record = align_record(record_from_counts(counts, state, dense), state, align)
     sub = slice_subnet(state, record)

@@ -5,11 +5,13 @@
 ``render_report`` writes the report (JSON, Markdown, plots) from it.
 """
 
+from ofb_deploy.validate.config import TargetsConfig, ValidateConfig
 from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
-from ofb_deploy.validate.validate import ValidateConfig, read_validation, validate_run
+from ofb_deploy.validate.validate import read_validation, validate_run
 
 __all__ = [
     "LatencyReport",
+    "TargetsConfig",
     "ValidateConfig",
     "machine_info",
     "measure_latency",

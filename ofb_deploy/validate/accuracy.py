@@ -16,7 +16,8 @@ from rich.progress import Progress
 from ofb_deploy.artifacts import ROLES, RunDir
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.vit import OUTPUT_NAME
-from ofb_deploy.validate.validate import EngineFile, ValidateConfig, outputs_of, topk
+from ofb_deploy.validate.config import ValidateConfig
+from ofb_deploy.validate.validate import EngineFile, outputs_of, topk
 
 log = logging.getLogger(__name__)
 

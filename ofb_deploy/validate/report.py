@@ -13,6 +13,7 @@ from typing import Any
 
 from ofb_deploy.artifacts import REPORT_PLOTS, ROLES, RunDir
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file, sha256_json
+from ofb_deploy.validate.config import TargetsConfig
 from ofb_deploy.validate.validate import read_validation
 
 REPORT_SCHEMA_VERSION = 1
@@ -116,7 +117,8 @@ def build_report(run_dir: RunDir) -> dict[str, Any]:
     doc["speedup_per_flops"] = _speedups(latency, "speedup_per_flops")
     doc["engines"] = _engine_rows(validation)
     doc["errors"] = _errors(validation)
-    doc["targets"] = check_targets(doc, config.get("targets") or {})
+    targets = TargetsConfig.from_dict(config.get("targets"), section=f"{run_dir.config_path}: targets")
+    doc["targets"] = check_targets(doc, targets)
     doc["stages"] = stage_seconds(run_dir)
     doc["compare"] = _compare_info(run_dir)
     doc["sweep"] = _sweep_info(run_dir)
@@ -167,31 +169,26 @@ def stage_seconds(run_dir: RunDir) -> dict[str, float | None]:
     return out
 
 
-def check_targets(doc: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+def check_targets(doc: dict[str, Any], targets: TargetsConfig | dict[str, Any]) -> dict[str, Any]:
     """Compare the report with the run config's targets (``max_flops_ratio``, ``max_top1_drop``, ``min_speedup``).
 
     Args:
         doc: the report document (``dense``, ``subnet``, ``speedup`` filled in).
-        targets: e.g. ``{"max_flops_ratio": 0.55, "max_top1_drop": 2.0, "min_speedup": {"ort-cpu": {"32": 1.3}}}``.
+        targets: a ``TargetsConfig`` or its mapping, e.g. ``{"max_flops_ratio": 0.55, "max_top1_drop": 2.0,
+            "min_speedup": {"ort-cpu": {"32": 1.3}}}``.
     """
+    targets = targets if isinstance(targets, TargetsConfig) else TargetsConfig.from_dict(targets)
     checks: dict[str, Any] = {}
-    if "max_flops_ratio" in targets:
+    if targets.max_flops_ratio is not None:
         got = doc["subnet"]["flops_ratio"]
-        checks["flops_ratio"] = {
-            "value": got,
-            "limit": targets["max_flops_ratio"],
-            "passed": got <= targets["max_flops_ratio"],
-        }
-    if "max_top1_drop" in targets and doc.get("top1_drop") is not None:
+        limit = targets.max_flops_ratio
+        checks["flops_ratio"] = {"value": got, "limit": limit, "passed": got <= limit}
+    if targets.max_top1_drop is not None and doc.get("top1_drop") is not None:
         got = doc["top1_drop"]
-        checks["top1_drop"] = {
-            "value": got,
-            "limit": targets["max_top1_drop"],
-            "passed": got <= targets["max_top1_drop"],
-        }
-    for key, per_batch in (targets.get("min_speedup") or {}).items():
+        checks["top1_drop"] = {"value": got, "limit": targets.max_top1_drop, "passed": got <= targets.max_top1_drop}
+    for key, per_batch in targets.min_speedup.items():
         for batch, limit in per_batch.items():
-            got = doc["speedup"].get(key, {}).get(str(batch))
+            got = doc["speedup"].get(key, {}).get(batch)
             checks[f"speedup {key} batch {batch}"] = {
                 "value": got,
                 "limit": limit,

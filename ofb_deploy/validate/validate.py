@@ -14,77 +14,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ofb_deploy.artifacts import ROLES, RunDir, model_weight_files, sidecar_path
-from ofb_deploy.errors import ArtifactError, ConfigError, OfbError
+from ofb_deploy.errors import ArtifactError, OfbError
 from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.vit import OUTPUT_NAME
-from ofb_deploy.utils.config import from_mapping
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
+from ofb_deploy.validate.config import ValidateConfig, latency_key
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ValidateConfig:
-    """What ``validate_run`` measures.
-
-    Args:
-        batches: batch sizes timed.
-        backends: backends timed and evaluated (``None``: every engine built and runnable here, plus ``torch``).
-        precisions: precisions evaluated (``None``: all built).
-        val_size: cap on validation images (``None``: the data config's validation split).
-        eval_batch: batch size of the accuracy passes.
-        threads: CPU threads for ``torch`` and ``ort-cpu`` latency (``None``: every CPU this process may use).
-        warmup_s: warm-up seconds per runner and batch.
-        min_iters: fewest timed iterations per runner and batch.
-        min_time_s: fewest timed seconds per runner and batch.
-        rounds: interleaving rounds per batch.
-        latency: time the engines (off: accuracy only).
-    """
-
-    batches: tuple[int, ...] = (1, 8, 32)
-    backends: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] | None = None
-    val_size: int | None = None
-    eval_batch: int = 256
-    threads: int | None = None
-    warmup_s: float = 0.2
-    min_iters: int = 10
-    min_time_s: float = 1.0
-    rounds: int = 6
-    latency: bool = True
-
-    def __post_init__(self) -> None:
-        for key in ("batches", "backends", "precisions"):
-            value = getattr(self, key)
-            if value is not None:
-                object.__setattr__(self, key, tuple(value))
-        if not self.batches or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.batches):
-            raise ConfigError(f"validate batches must be positive integers, got {list(self.batches)}")
-        for key in ("eval_batch", "min_iters", "rounds"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"validate {key} must be >= 1, got {getattr(self, key)}")
-        if self.warmup_s < 0 or self.min_time_s < 0:
-            raise ConfigError("validate warmup_s and min_time_s must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ValidateConfig:
-        """Validate and build from a dict (unknown keys are an error)."""
-        return from_mapping(cls, data, "validate config")
 
 
 @dataclass(frozen=True)
@@ -105,11 +52,6 @@ class EngineFile:
         """The sidecar JSON, or ``{}`` when there is none."""
         path = sidecar_path(self.path)
         return read_json(path, "engine sidecar") if path.is_file() else {}
-
-
-def latency_key(backend: str, precision: str) -> str:
-    """Key of a backend and precision in reports: ``ort-cpu`` (fp32) or ``ort-cpu.int8``."""
-    return backend if precision == "fp32" else f"{backend}.{precision}"
 
 
 def list_engines(run_dir: RunDir) -> list[EngineFile]:
