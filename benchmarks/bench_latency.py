@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ofb_deploy.validate.bench import parse_batches
+    from ofb_deploy.utils.config import parse_batches
     from ofb_deploy.validate.latency import machine_info
 
     try:

@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ofb_deploy.engines import list_backends
     from ofb_deploy.engines.registry import cuda_device_name
+    from ofb_deploy.utils.config import parse_batches
     from ofb_deploy.utils.io import atomic_write_json
-    from ofb_deploy.validate.bench import parse_batches
     from ofb_deploy.validate.compare import GPU_BACKENDS
     from ofb_deploy.validate.latency import machine_info
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,18 @@ def test_finetune_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert code == ModelError.exit_code and "num_classes" in err and len(err.splitlines()) == 1
     assert not (run.finetune_dir / "subnet.json").exists()
+
+
+@pytest.mark.slow
+def test_finetune_under_torchrun_prints_its_summary_once(sliced_run: RunDir, tmp_path: Path) -> None:
+    """Two ranks fine-tune; only rank 0 prints (it used to ask after the process group was gone: every rank)."""
+    script = tmp_path / "cli.py"
+    script.write_text("from ofb_deploy.cli import main\nmain()\n")
+    args = ["finetune", str(sliced_run.root), "--epochs", "1", "--batch-size", "32", "--train-size", "128",
+            "--teacher", "none"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29537", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("fine-tuned") == 1, proc.stdout
+    assert read_json(sliced_run.finetune_dir / "subnet.json")["metrics"]["world_size"] == 2

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markdown import Markdown
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.cli._app import RunArg, app, console
 
 
 def print_summary(doc: dict[str, Any]) -> None:
@@ -25,7 +24,7 @@ def print_summary(doc: dict[str, Any]) -> None:
 
 @app.command("report")
 def report_cli(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory whose validate stage is done.")],
+    run_dir: RunArg,
     plots: Annotated[bool, typer.Option(help="Draw the PNG plots too.")] = True,
 ) -> None:
     """Write the run's report: JSON (schema: docs/report_schema.md), Markdown and PNG plots."""

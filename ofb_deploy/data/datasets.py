@@ -126,7 +126,8 @@ def seeded_subset(dataset: Dataset, size: int | None, seed: int, salt: int = 0) 
     return Subset(dataset, torch.randperm(n, generator=gen)[:size].sort().values.tolist())
 
 
-def _image_folder_dir(cfg: DataConfig) -> Path:
+def image_folder_dir(cfg: DataConfig) -> Path:
+    """The ImageFolder tree ``cfg`` names, checked to hold ``train/`` and ``val/``."""
     root = Path(cfg.name).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder not found: {root} (use 'fmnist' or an ImageFolder tree with train/ and val/)")
@@ -147,7 +148,7 @@ def dataset_info(data: DataConfig | str) -> DatasetInfo:
         if cfg.root is not None:  # a root given by hand must hold the files; the default may still download
             fmnist.find_root(cfg.root, download=False)
         return DatasetInfo("fmnist", len(fmnist.CLASSES), 1, fmnist.NATIVE_SIZE, fmnist.CLASSES)
-    root = _image_folder_dir(cfg)
+    root = image_folder_dir(cfg)
     classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
     if not classes:
         raise DataError(f"{root / 'train'} holds no class folders")
@@ -175,39 +176,6 @@ def _seeded_splits(cfg: DataConfig, train: Any, plain_train: Any, val: Any, info
     )
 
 
-def _folder_transform(spec: ArchSpec, training: bool) -> Any:
-    import timm.data
-    from torchvision import transforms
-
-    tf = timm.data.create_transform(
-        input_size=(spec.in_chans, spec.img_size, spec.img_size),
-        is_training=training,
-        mean=spec.mean,
-        std=spec.std,
-        interpolation="bicubic",
-        crop_pct=0.875,
-    )
-    # NOTE: PIL opens images as RGB; a grey model gets one channel before timm's transform.
-    mode = transforms.Grayscale(1) if spec.in_chans == 1 else transforms.Lambda(lambda im: im.convert("RGB"))
-    return transforms.Compose([mode, tf])
-
-
-def _folder_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:
-    from torchvision.datasets import ImageFolder
-
-    root = _image_folder_dir(cfg)
-    info = dataset_info(cfg)
-    try:
-        train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, train_augment))
-        plain_train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, False))
-        val = ImageFolder(str(root / "val"), transform=_folder_transform(spec, False))
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"cannot read ImageFolder {root}: {exc}") from exc
-    if val.classes != train.classes:
-        raise DataError(f"{root}: val/ classes differ from train/ classes")
-    return _seeded_splits(cfg, train, plain_train, val, info)
-
-
 def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool = True) -> DataSplits:
     """Train / val / calibration sets fitted to ``spec`` (size, channels, mean/std).
 
@@ -217,7 +185,14 @@ def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool 
         train_augment: augment the training set (off for search statistics or feature extraction).
     """
     cfg = as_config(data)
-    splits = _fmnist_splits(cfg, spec, train_augment) if cfg.is_fmnist else _folder_splits(cfg, spec, train_augment)
+    if cfg.is_fmnist:
+        splits = _fmnist_splits(cfg, spec, train_augment)
+    else:
+        from ofb_deploy.data.folder import folder_sets
+
+        info = dataset_info(cfg)
+        train, plain_train, val = folder_sets(image_folder_dir(cfg), spec, train_augment, cfg.skip_bad_images)
+        splits = _seeded_splits(cfg, train, plain_train, val, info)
     if splits.num_classes > spec.num_classes:
         raise ConfigError(f"data set has {splits.num_classes} classes but the model only {spec.num_classes} outputs")
     return splits

@@ -54,7 +54,7 @@ def run_data(run_dir: RunDir, given: DataConfig | str | None = None) -> DataConf
 
     Args:
         run_dir: the run.
-        given: the data a command was told to use (its caps and root win over the recorded ones).
+        given: the data a command was told to use; the fields it sets (caps, root ...) win over the recorded ones.
     """
     recorded = run_dir.recorded_data()
     chosen = None if given is None else as_config(given)
@@ -67,7 +67,7 @@ def run_data(run_dir: RunDir, given: DataConfig | str | None = None) -> DataConf
                 f"data {chosen.name!r} conflicts with the run's data {cfg.name!r} ({run_dir.config_path}); "
                 "drop --data or use a new run directory"
             )
-        return chosen
+        return cfg.replace(**{k: getattr(chosen, k) for k in chosen.model_fields_set})
     if chosen is not None:
         return chosen
     return model_data(run_dir.dense_dir)

@@ -183,22 +183,24 @@ def load_config(
     preset: str = "default",
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    sets: list[str] | None = None,
     *,
     check: bool = True,
 ) -> PipelineConfig:
-    """The pipeline config: preset, then the user's file, then overrides; validated.
+    """The pipeline config: preset, then the user's file, then overrides, then ``--set`` items; validated.
 
     Args:
         preset: embedded preset to start from (``Preset``).
         config_file: a YAML file merged over the preset.
-        overrides: a nested mapping merged last (from CLI flags and ``--set``, see ``parse_set``).
+        overrides: a nested mapping merged next (from CLI flags, or ``parse_set``).
+        sets: ``section.key=value`` items merged last (``parse_set``).
         check: also run ``PipelineConfig.check`` (data, model, checkpoint, target and backends on this machine).
     """
     config = PipelineConfig.from_dict(preset_dict(preset), section="config")
-    user = read_yaml(config_file) if config_file is not None else {}
-    for layer in (user, overrides or {}):
+    layers = [read_yaml(config_file) if config_file is not None else {}, dict(overrides or {}), parse_set(sets or [])]
+    for layer in layers:
         config = config.merged(layer)
-    config = _adopt_checkpoint_model(config, "model" in user or "model" in (overrides or {})).consistent()
+    config = _adopt_checkpoint_model(config, any("model" in layer for layer in layers)).consistent()
     if check:
         config.check()
     return config

@@ -19,10 +19,9 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.flops import count_macs
+from ofb_deploy.slicing.config import ALIGN_CHOICES
 from ofb_deploy.slicing.importance import attn_importance, embed_importance, mlp_importance, top_k
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
-
-ALIGN_CHOICES = (1, 8, 16, 64)
 
 
 def aligned_width(width: int, multiple: int, limit: int) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import RunDir, model_json, model_stem, slice_record
-from ofb_deploy.errors import ArtifactError
+from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.checkpoint import load_dense, load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.vit import OfbViT
@@ -83,13 +83,41 @@ def load_subnet(folder: str | Path) -> OfbViT:
     return load_model_dir(folder).eval()
 
 
-def slice_run(run_dir: RunDir, align: int = 1) -> dict[str, Any]:
-    """Slice the searched subnet of a run into ``RUN/slice/``.
+def slice_run(
+    run_dir: RunDir,
+    align: int = 1,
+    *,
+    arch: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Slice the searched subnet of a run, or its dense model to the widths of ``arch``, into ``RunDir.slice_dir``.
 
     Args:
-        run_dir: the run (needs ``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
-        align: round widths up to this multiple (1, 8, 16 or 64).
+        run_dir: the run (needs ``RunDir.arch_path`` and ``RunDir.searched_weights_path``, or with ``arch`` a
+            dense model).
+        align: round widths up to this multiple (``SliceConfig``: 1, 8, 16 or 64).
+        arch: a width file (``handwritten.py``; the search's own result is one); units chosen by magnitude.
+        checkpoint: with ``arch``: the dense model folder or weights file (default ``RunDir.dense_dir``).
+        model: with ``arch``: the registry name of a weights file's model (``models.checkpoint.load_dense``).
     """
+    if arch is None:
+        if checkpoint is not None or model is not None:
+            raise ConfigError("--checkpoint and --model go with --arch: a search result slices its own weights")
+        summary, inputs = _slice_searched(run_dir, align)
+    else:
+        dense = checkpoint if checkpoint is not None else run_dir.dense_dir
+        summary = slice_handwritten(arch, dense, run_dir.slice_dir, model=model, align=align)
+        inputs = sha256_json([sha256_file(Path(arch)), str(dense), align])
+    if not run_dir.is_done("slice", inputs):  # a different subnet: an earlier fine-tune no longer applies
+        run_dir.clear_done("finetune")
+    run_dir.mark_done("slice", inputs, **{k: summary[k] for k in ("flops", "params", "align")})
+    log.info("sliced %s: %.2f MMACs (dense %.2f)", summary["base_model"], summary["flops"] / 1e6,
+             summary["dense_flops"] / 1e6)  # fmt: skip
+    return summary
+
+
+def _slice_searched(run_dir: RunDir, align: int) -> tuple[dict[str, Any], str]:
     arch_path = run_dir.require(run_dir.arch_path, "run `ofb-deploy search` first")
     weights_path = run_dir.require(run_dir.searched_weights_path, "run `ofb-deploy search` first")
     arch = read_json(arch_path, "search result")
@@ -99,17 +127,7 @@ def slice_run(run_dir: RunDir, align: int = 1) -> dict[str, Any]:
     model = slice_subnet(weights, record, scales or None)
     out = run_dir.stage_dir("slice", create=True)
     summary = save_subnet(model, record, out, source_model=f"{run_dir.root}/search", meta={"search": _brief(arch)})
-    inputs = sha256_json([sha256_file(arch_path), sha256_file(weights_path), align])
-    if not run_dir.is_done("slice", inputs):  # a different subnet: an earlier fine-tune no longer applies
-        run_dir.clear_done("finetune")
-    run_dir.mark_done("slice", inputs, **{k: summary[k] for k in ("flops", "params", "align")})
-    log.info(
-        "sliced %s: %.2f MMACs (dense %.2f)",
-        record.dense_arch.base_model,
-        summary["flops"] / 1e6,
-        summary["dense_flops"] / 1e6,
-    )
-    return summary
+    return summary, sha256_json([sha256_file(arch_path), sha256_file(weights_path), align])
 
 
 def _brief(arch: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +146,8 @@ def slice_handwritten(
     """Slice a dense checkpoint to hand-written widths (counts), choosing units by weight magnitude.
 
     Args:
-        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}``.
+        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}``, e.g. a copy of
+            a search result (its other keys are ignored).
         checkpoint: dense model folder, or weights file with ``model``.
         out_dir: the subnet's model folder (``save_subnet``).
         model: registry name when ``checkpoint`` is a weights file.

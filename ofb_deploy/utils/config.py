@@ -9,14 +9,16 @@ read, and their types and bounds. An unknown key, a wrong type or an out-of-rang
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import Self
 
 from ofb_deploy.errors import ConfigError
 
 ALL = "all"  # how every command and config spells "no cap: every image"
+_DEPTH: ContextVar[int] = ContextVar("config_depth", default=0)  # nesting of config validation
 
 
 def _no_bool(value: Any) -> Any:
@@ -64,11 +66,18 @@ class ConfigModel(BaseModel):
     SECTION: ClassVar[str] = "config"
 
     def __init__(self, **data: Any) -> None:
-        # NOTE: library code builds configs from user input too (CLI options); it gets the same one-line error
+        # NOTE: library code builds configs from user input too (CLI options); it gets the same one-line error.
+        # pydantic calls a custom __init__ for nested models too: only the outermost call turns the error into a
+        # ConfigError, so the line names the whole path (blocks[0].heads), not the nested model's key alone.
+        outer, token = _DEPTH.get() == 0, _DEPTH.set(_DEPTH.get() + 1)
         try:
             super().__init__(**data)
         except ValidationError as exc:
+            if not outer:
+                raise
             raise ConfigError(describe(exc, type(self), self.SECTION)) from None
+        finally:
+            _DEPTH.reset(token)
 
     @classmethod
     def from_dict(cls, data: Any, section: str | None = None) -> Self:
@@ -86,10 +95,16 @@ class ConfigModel(BaseModel):
 
     @classmethod
     def validated(cls, data: Any, section: str | None = None) -> Self:
+        """``data`` validated into this config, or a one-line ``ConfigError`` naming ``section``."""
+        outer, token = _DEPTH.get() == 0, _DEPTH.set(_DEPTH.get() + 1)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            if not outer:
+                raise
             raise ConfigError(describe(exc, cls, section or cls.SECTION)) from None
+        finally:
+            _DEPTH.reset(token)
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -127,6 +142,8 @@ class ConfigModel(BaseModel):
 def _join(section: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{section}[{key}]"
+    if section.endswith(":"):  # a file named as the section: "path/to/file: data.seed"
+        return f"{section} {key}"
     return f"{section}.{key}" if section and section != "config" else str(key)
 
 
@@ -167,3 +184,17 @@ def describe(exc: ValidationError, model: type[BaseModel], section: str) -> str:
         message = f"{where} = {value!r}: {text[:1].lower()}{text[1:]}"
     more = len(errors) - 1
     return message + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+
+
+def parse_batches(text: str, option: str = "--batch") -> tuple[int, ...]:
+    """``"1,8,32"`` to ``(1, 8, 32)``: the one parser of a batch-size list, with a one-line error naming ``option``.
+
+    Args:
+        text: comma-separated positive integers.
+        option: how the error names the input.
+    """
+    try:
+        return TypeAdapter(Batches).validate_python(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{option} = {text!r}: {err['msg'][:1].lower()}{err['msg'][1:]} (e.g. 1,8,32)") from None

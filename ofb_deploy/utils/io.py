@@ -46,6 +46,17 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def check_writable_file(path: str | Path) -> Path:
+    """Raise a one-line ``ArtifactError`` unless a file could be written at ``path`` (nothing is created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder; give a file name")
+    check_writable(path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ArtifactError(f"{path} is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.

@@ -23,23 +23,14 @@ from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision, temp_on
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.utils.threads import cpu_threads
+from ofb_deploy.validate.config import ValidateConfig
 from ofb_deploy.validate.interleaved import measure_interleaved
 from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
 
 log = logging.getLogger(__name__)
 
 BENCH_SCHEMA_VERSION = 1
-
-
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``"1,8,32"`` to ``(1, 8, 32)``, with a one-line error for anything else."""
-    try:
-        batches = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--batch expects comma-separated integers such as 1,8,32, got {text!r}") from None
-    if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"--batch needs positive batch sizes, got {text!r}")
-    return batches
+TIMING = ValidateConfig()  # bench times like validate: the same batches and timing defaults
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
@@ -111,13 +102,13 @@ def bench(
     target: Path,
     *,
     backend: str | None = None,
-    batches: tuple[int, ...] = (1, 8, 32),
+    batches: tuple[int, ...] = TIMING.batches,
     baseline: Path | None = None,
     threads: int | None = None,
-    warmup_s: float = 0.2,
-    min_iters: int = 10,
-    min_time_s: float = 1.0,
-    rounds: int = 6,
+    warmup_s: float = TIMING.warmup_s,
+    min_iters: int = TIMING.min_iters,
+    min_time_s: float = TIMING.min_time_s,
+    rounds: int = TIMING.rounds,
 ) -> dict[str, Any]:
     """Latency of ``target`` per batch (and its speedup over ``baseline``, timed interleaved).
 
