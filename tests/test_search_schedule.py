@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from simulate import simulate_alpha
 
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models
 from ofb_deploy.pipeline.config import load_config
@@ -13,7 +14,6 @@ from ofb_deploy.search import OfbSupernet, SearchConfig
 from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.simulate import simulate_alpha
 
 FMNIST_TRAIN = 60000
 

@@ -33,7 +33,7 @@ def _mask(values: torch.Tensor, keep: list[int]) -> torch.Tensor:
 
 
 def reference_forward(state: dict, record: SliceRecord, scales: dict | None, x: torch.Tensor) -> torch.Tensor:
-    """Masked forward of the dense weights (contracts.md semantics), no slicing code involved."""
+    """Masked forward of the dense weights (the semantics in slicing/slice.py), no slicing code involved."""
     spec, e = record.dense_arch, list(record.embed_idx)
 
     def scale(key: str, shape: tuple[int, ...]) -> torch.Tensor:

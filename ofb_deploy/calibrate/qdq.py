@@ -1,6 +1,6 @@
 """QDQ INT8 ONNX with ONNX Runtime static quantization (``quantize_static``), cached.
 
-DEPLOY.md: QDQ format, signed int8 activations and per-channel signed weights (S8S8, the only form TensorRT
+QDQ format, signed int8 activations and per-channel signed weights (S8S8, the only form TensorRT
 accepts; zero points are 0 because both are symmetric), and only MatMul/Gemm quantized by default (quantizing
 LayerNorm hurts ViT accuracy). Calibration method MinMax, Entropy or Percentile. The result is cached under
 a key made of the ONNX's sha256, the calibration selection and the quantization config, so a rebuild with the

@@ -5,7 +5,7 @@ model's own preprocessing - size, channels, mean/std) and are materialised once 
 array then feeds ONNX Runtime's ``CalibrationDataReader`` (``ort_reader``), TensorRT 10's
 ``IInt8EntropyCalibrator2`` (``trt_calibrator``) and the QDQ ONNX that strongly typed TensorRT 11 and ONNX
 Runtime use (``quantize_qdq``). ``key`` fingerprints the selection, so cached results (QDQ files, TensorRT
-calibration caches) are reused only for the same images. DEPLOY.md: use >= 500 images for real models.
+calibration caches) are reused only for the same images. Real models want >= 500 calibration images.
 """
 
 from __future__ import annotations

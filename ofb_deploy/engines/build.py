@@ -1,6 +1,6 @@
 """The build stage: an engine (plus JSON sidecar) per model role, backend and precision.
 
-Which ONNX a build starts from depends on the backend's typing (DEPLOY.md):
+Which ONNX a build starts from depends on the backend's typing:
 
 =====================  ======================  ======================  ==========================
 backend                fp32                    fp16                    int8

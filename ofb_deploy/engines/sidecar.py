@@ -1,6 +1,6 @@
 """Engine sidecars: ``<engine>.json`` next to every built engine file.
 
-Engines are tied to the GPU model and the library version (DEPLOY.md), so the sidecar records both, plus the
+Engines are tied to the GPU model and the library version, so the sidecar records both, plus the
 precision, the batch profile, input/output names and shapes, the sha256 of the ONNX it was built from and of
 the engine itself. The sidecar's name, and those of the caches a backend keeps next to an engine, come from
 ``ofb_deploy.artifacts`` (``sidecar_path``, ``runtime_cache_path``, ``ort_trt_cache_dir``).

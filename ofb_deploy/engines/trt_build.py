@@ -1,6 +1,6 @@
 """One engine builder for TensorRT 10, TensorRT 11 and TensorRT-RTX.
 
-All three share the API DEPLOY.md lists: ``Builder.create_network``, ``OnnxParser``, ``set_memory_pool_limit``,
+All three share one API: ``Builder.create_network``, ``OnnxParser``, ``set_memory_pool_limit``,
 an optimization profile with min/opt/max batch, a timing cache and ``build_serialized_network``. They differ in
 typing, detected at run time from the imported module (``is_strongly_typed``):
 

@@ -2,7 +2,7 @@
 
 Each ONNX is written to a temporary file, checked (``check_onnx``), run in ONNX Runtime on real images from the
 model's data and compared with eager PyTorch (max, mean and p99 abs error, cosine, top-1 agreement). Only a
-file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact (DEPLOY.md "Parity").
+file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact.
 ``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``); the numbers go to the
 export record (``artifacts.export_record``).
 """
