@@ -174,6 +174,8 @@ def run_pipeline(
         raise ConfigError(f"--from {from_stage} comes after --until {until_stage}")
     config.consistent().check()
     run_dir = RunDir(out or config.out, create=True)
+    run_dir.stage_record("train")  # a malformed marker file fails now, before anything is written
+    _read_progress(run_dir)
     run_dir.write_config(config.to_dict())
     started = time.perf_counter()
     outcome: dict[str, Any] = {}

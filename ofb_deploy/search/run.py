@@ -136,9 +136,6 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
 def _prepare(
     run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: DataConfig
 ) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
-    device = init_distributed()
-    if device.type == "cpu":
-        set_cpu_threads()
     cfg_data = data
     if cfg_data.train_size is None and config.train_size is not None:
         cfg_data = cfg_data.replace(train_size=config.train_size)
@@ -147,6 +144,9 @@ def _prepare(
     dense_macs = count_macs(spec).total
     target = resolve_flops_target(config.target_flops, spec, config.space())
     splits = build_splits(cfg_data, spec)
+    device = init_distributed()  # after the inputs are checked: a bad one fails before any setup
+    if device.type == "cpu":
+        set_cpu_threads()
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
     supernet = OfbSupernet(model, config.space())
