@@ -82,9 +82,9 @@ def check(run_dir: Path, batches: tuple[int, ...], backends: list[str]) -> dict[
     from ofb_deploy.artifacts import RunDir
     from ofb_deploy.utils.progress import make_progress
     from ofb_deploy.validate.accuracy import evaluate_all
+    from ofb_deploy.validate.config import ValidateConfig
     from ofb_deploy.validate.speed import time_all
     from ofb_deploy.validate.validate import (
-        ValidateConfig,
         describe_model,
         list_engines,
         runnable_engines,

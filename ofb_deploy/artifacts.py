@@ -105,11 +105,6 @@ def slice_record(folder: str | Path) -> Path:
     return Path(folder) / "slice_record.json"
 
 
-def temp_onnx(folder: str | Path) -> Path:
-    """An ONNX written into a scratch folder (``bench`` exports a model folder there)."""
-    return model_onnx(folder)
-
-
 # -- engines and caches ----------------------------------------------------------------------------------------------
 def engine_name(role: str, backend: str, precision: str) -> str:
     """``{role}.{backend}.{precision}.engine``."""

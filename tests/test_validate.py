@@ -12,7 +12,8 @@ from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.utils.io import read_json
-from ofb_deploy.validate.validate import ValidateConfig, inputs_hash, list_engines, topk, validate_run
+from ofb_deploy.validate.config import ValidateConfig
+from ofb_deploy.validate.validate import inputs_hash, list_engines, topk, validate_run
 
 
 def test_topk_counts_hits_within_k() -> None:

@@ -74,7 +74,7 @@ def run_cli(
     from ofb_deploy.pipeline.run import run_pipeline
 
     flags = {k: v for k, v in locals().items() if k not in ("config", "preset", "from_stage", "until_stage")}
-    cfg = load_config(preset.value, config, overrides(**flags), set_items)
+    cfg = load_config(preset.value, config, overrides(**flags), set_items, check=False)  # run_pipeline checks it
     try:
         first, last = (stage.value if stage else None for stage in (from_stage, until_stage))
         result = run_pipeline(cfg, from_stage=first, until_stage=last)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision, temp_onnx
+from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.utils.threads import cpu_threads
@@ -82,7 +82,7 @@ def runnable_path(target: Path, backend: str) -> Iterator[Path]:
     from ofb_deploy.models.checkpoint import load_model_dir
 
     with tempfile.TemporaryDirectory(prefix="ofb-bench-") as tmp:
-        path = temp_onnx(tmp)
+        path = model_onnx(tmp)
         log.info("exporting %s to a temporary ONNX for %s", target, backend)
         export_onnx(load_model_dir(target), path)
         yield path
