@@ -31,7 +31,6 @@ from ofb_deploy.utils.config import (
 
 # fields that do not change the search result (left out of the inputs hash)
 RUNTIME_FIELDS = ("workers", "stop_after_epochs", "log_every")
-SCORE_INITS = ScoreInit.values()
 FlopsTarget = Annotated[str, BeforeValidator(check_flops_target)]
 OpenFraction = Annotated[Float, Field(gt=0, lt=1)]
 
