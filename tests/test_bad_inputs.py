@@ -171,7 +171,7 @@ CASES: dict[str, Case] = {
         ["train", "{tmp}/out", "--model", "test_vit_rgb", "--data", "{w}/corrupt_image"], "junk.jpg is not a readable"
     ),
     "train_class_without_images": Case(
-        ["train", "{tmp}/out", "--model", "test_vit_rgb", "--data", "{w}/no_images"], "cannot read ImageFolder"
+        ["train", "{tmp}/out", "--model", "test_vit_rgb", "--data", "{w}/no_images"], "holds no readable images"
     ),
     "train_missing_data_root": Case(
         ["train", "{tmp}/out", "--model", "test_vit", "--data-root", "{tmp}/nowhere"], "dataset-fashion-mnist"

@@ -14,9 +14,9 @@ from ofb_deploy.cli import main
 from ofb_deploy.data import build_splits, make_reader, model_data
 from ofb_deploy.engines import list_backends, make_runner
 from ofb_deploy.engines.build import build_engine, build_run
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.sidecar import check_sidecar, read_sidecar
 from ofb_deploy.engines.tensorrt_rtx import library_targets
-from ofb_deploy.engines.trt_build import TrtBuildConfig
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError, OfbError
 from ofb_deploy.export.run import export_model_dir
 from ofb_deploy.models.checkpoint import read_model_dir_spec

@@ -68,3 +68,37 @@ def test_stages_import_neither_the_pipeline_nor_the_cli(package: str) -> None:
 def test_pipeline_imports_no_cli() -> None:
     for path in sorted((PACKAGE / "pipeline").rglob("*.py")):
         assert not {m for m in _imports(path) if m.startswith("ofb_deploy.cli")}, path
+
+
+SUBPACKAGES = ("calibrate", "compare", "data", "engines", "export", "finetune", "models", "search", "slicing",
+               "train", "validate")  # fmt: skip
+
+
+def test_every_lazy_export_resolves() -> None:
+    import importlib
+
+    for name in ofb_deploy.__all__:
+        assert getattr(ofb_deploy, name) is not None, name
+    for package in SUBPACKAGES:
+        module = importlib.import_module(f"ofb_deploy.{package}")
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"ofb_deploy.{package}.{name}"
+
+
+def test_the_cli_and_every_config_load_without_torch() -> None:
+    """A bad config or flag fails in about a second: nothing on that path imports torch (or ONNX)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import ofb_deploy.cli\n"
+        "from ofb_deploy.pipeline.config import load_config\n"
+        "load_config('quick', sets=['search.epochs=2'], check=False)\n"
+        "from ofb_deploy.data import DataConfig, dataset_info\n"
+        "dataset_info(DataConfig())\n"
+        "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'timm', 'torchvision') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -64,7 +64,8 @@ def data_for(
     skip_bad_images: bool = False,
     train_size: str | None = None,
 ) -> DataConfig:
-    """The data a stage command uses: the run's (``data.run_data``), with what the options name changed.
+    """The data a stage command uses: the run's (``data.run_data``), with what the options name changed; checked
+    (``data.dataset_info``: files present, ImageFolder images readable) before the stage imports torch.
 
     Args:
         run: the run.
@@ -73,7 +74,7 @@ def data_for(
         skip_bad_images: ``--skip-bad-images``.
         train_size: ``--train-size`` (this stage's cap).
     """
-    from ofb_deploy.data import DataConfig, run_data
+    from ofb_deploy.data import DataConfig, dataset_info, run_data
 
     named = {"name": data, "root": data_root}
     given = {k: v for k, v in named.items() if v is not None}
@@ -83,7 +84,9 @@ def data_for(
     changes = {"train_size": train_size} if train_size is not None else {}
     if skip_bad_images:
         changes["skip_bad_images"] = True
-    return cfg.replace(**changes) if changes else cfg
+    cfg = cfg.replace(**changes) if changes else cfg
+    dataset_info(cfg)
+    return cfg
 
 
 @app.callback()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ofb_deploy.choices import BuildBackend, Precision
 from ofb_deploy.cli._app import app, console
-from ofb_deploy.engines.trt_build import TrtBuildConfig
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.validate.config import ValidateConfig
 
 BATCHES = ",".join(map(str, ValidateConfig.default("batches")))  # the pipeline builds for the batches it times

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ofb_deploy.choices import Method
 from ofb_deploy.cli._app import RunArg, app, console
-from ofb_deploy.compare.run import CompareConfig
+from ofb_deploy.compare.config import CompareConfig
 
 C = CompareConfig.default
 _HELP_METHODS = f"Comma-separated methods: {', '.join(Method.values())} (ofb is always run)."

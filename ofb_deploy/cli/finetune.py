@@ -32,13 +32,14 @@ def finetune_cli(
 ) -> None:
     """Fine-tune RUN's sliced subnet with knowledge distillation (soft targets + CE) into its finetune folder."""
     from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.finetune import finetune_run
-    from ofb_deploy.utils import dist
 
     run = RunDir(run_dir)
     ft = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, teacher=teacher, alpha=alpha,
                         temperature=temperature, seed=seed)  # fmt: skip
     cfg = data_for(run, data, data_root, skip_bad_images, train_size)
+    from ofb_deploy.finetune import finetune_run  # NOTE: torch loads here, once the inputs are checked
+    from ofb_deploy.utils import dist
+
     m, main = dist.run_then_cleanup(
         lambda: finetune_run(
             run, ft.train_config(), teacher=ft.teacher, resume=resume, data=cfg, distill=ft.distill_config()

@@ -45,15 +45,20 @@ def search_cli(
     resume: Annotated[bool, typer.Option(help="Continue from the search's resume state.")] = False,
 ) -> None:
     """Search a subnet with OFB (bi-mask, one-hot + FLOPs loss, PMIM, progressive pruning); torchrun for DDP."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.search import run_search
-    from ofb_deploy.utils import dist
+    from ofb_deploy.artifacts import RunDir, model_stem
+    from ofb_deploy.models.checkpoint import checkpoint_model
 
     run = RunDir.for_output(run_dir)
     config = SearchConfig(target_flops=target_flops, epochs=epochs, batch_size=batch_size, train_size=train_size,
                           prune_every=prune_every, alpha_lr=alpha_lr, w_flops=w_flops, score_init=score_init,
                           distill=distill, align=align, seed=seed, workers=workers)  # fmt: skip
     cfg = data_for(run, data, data_root, skip_bad_images)
+    dense = checkpoint if checkpoint is not None else run.dense_dir
+    if model_stem(dense) is not None:
+        checkpoint_model(dense, model)  # a --model naming another model fails before torch loads
+    from ofb_deploy.search import run_search  # NOTE: torch loads here, once the inputs are checked
+    from ofb_deploy.utils import dist
+
     res, main = dist.run_then_cleanup(
         lambda: run_search(run, config, dense_checkpoint=checkpoint, model_name=model, data=cfg, resume=resume)
     )

@@ -36,12 +36,13 @@ def train_cli(
 ) -> None:
     """Train a model densely into RUN's dense folder (AdamW, warm-up + cosine, label smoothing); torchrun: DDP."""
     from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.train import train_run
-    from ofb_deploy.utils import dist
 
     run = RunDir.for_output(run_dir)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers, augment=augment)
     cfg = data_for(run, data, data_root, skip_bad_images, train_size)
+    from ofb_deploy.train import train_run  # NOTE: torch loads here, once the inputs are checked
+    from ofb_deploy.utils import dist
+
     options = {"checkpoint": checkpoint, "pretrained": pretrained, "num_classes": num_classes, "img_size": img_size,
                "in_chans": in_chans}  # fmt: skip
     metrics, main = dist.run_then_cleanup(lambda: train_run(run, model, config, data=cfg, resume=resume, **options))

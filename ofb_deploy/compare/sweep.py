@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
+from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.methods import dense_top1, make_method, read_recipe
-from ofb_deploy.compare.run import CompareConfig, time_models
+from ofb_deploy.compare.run import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir

@@ -10,63 +10,17 @@ Caps (``train_size``, ``val_size``) are seeded subsets too, so every quick run s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch.utils.data import Dataset, Subset
 
-from ofb_deploy.choices import FitMode
 from ofb_deploy.data import fmnist
+from ofb_deploy.data.config import DataConfig
+from ofb_deploy.data.info import DatasetInfo, as_config, dataset_info, image_folder_dir
 from ofb_deploy.data.transforms import adapt_batch
-from ofb_deploy.errors import ConfigError, DataError
+from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.utils.config import ConfigModel, ImageCount, NonNegativeInt
-
-FMNIST_NAMES = ("fmnist", "fashion-mnist", "fashion_mnist")
-
-
-class DataConfig(ConfigModel):
-    """Which data and how much of it.
-
-    Args:
-        name: ``fmnist`` or the path of an ImageFolder tree with ``train/`` and ``val/``.
-        root: folder of the Fashion-MNIST ``.gz`` files (default: the Debian location).
-        seed: seed of every subset drawn (caps and calibration).
-        calib_size: calibration images (a subset of the training set; ``all``: every training image).
-        train_size: cap on training images (``all``: every one).
-        val_size: cap on validation images (``all``: every one).
-        fit: how a data set's image size is fitted to the model input (``FitMode``).
-        skip_bad_images: leave out (and count) ImageFolder files that are not readable images, instead of failing.
-    """
-
-    SECTION: ClassVar[str] = "data"
-
-    name: Annotated[str, Field(min_length=1)] = "fmnist"
-    root: str | None = None
-    seed: NonNegativeInt = 0
-    calib_size: ImageCount = 512
-    train_size: ImageCount = None
-    val_size: ImageCount = None
-    fit: FitMode = FitMode.AUTO
-    skip_bad_images: bool = False
-
-    @property
-    def is_fmnist(self) -> bool:
-        """True for Fashion-MNIST, false for an ImageFolder path."""
-        return self.name.lower() in FMNIST_NAMES
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a data set before building it."""
-
-    name: str
-    num_classes: int
-    in_chans: int
-    native_size: int | None  # None when images vary in size (ImageFolder)
-    classes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,13 +32,6 @@ class DataSplits:
     calib: Dataset
     num_classes: int
     info: DatasetInfo
-
-
-def as_config(data: DataConfig | dict[str, Any] | str) -> DataConfig:
-    """A ``DataConfig`` from itself, its mapping, or a name/path string."""
-    if isinstance(data, DataConfig):
-        return data
-    return DataConfig.from_dict(data) if isinstance(data, dict) else DataConfig(name=str(data))
 
 
 class AdaptedImages(Dataset):
@@ -124,35 +71,6 @@ def seeded_subset(dataset: Dataset, size: int | None, seed: int, salt: int = 0) 
         return dataset
     gen = torch.Generator().manual_seed(seed * 1000003 + salt)
     return Subset(dataset, torch.randperm(n, generator=gen)[:size].sort().values.tolist())
-
-
-def image_folder_dir(cfg: DataConfig) -> Path:
-    """The ImageFolder tree ``cfg`` names, checked to hold ``train/`` and ``val/``."""
-    root = Path(cfg.name).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root} (use 'fmnist' or an ImageFolder tree with train/ and val/)")
-    for sub in ("train", "val"):
-        if not (root / sub).is_dir():
-            raise DataError(f"data folder {root} has no {sub}/ subfolder (ImageFolder layout: train/ and val/)")
-    return root
-
-
-def dataset_info(data: DataConfig | str) -> DatasetInfo:
-    """Classes, channels and native size of a data set, without reading its images.
-
-    Args:
-        data: a ``DataConfig`` or a name/path.
-    """
-    cfg = as_config(data)
-    if cfg.is_fmnist:
-        if cfg.root is not None:  # a root given by hand must hold the files; the default may still download
-            fmnist.find_root(cfg.root, download=False)
-        return DatasetInfo("fmnist", len(fmnist.CLASSES), 1, fmnist.NATIVE_SIZE, fmnist.CLASSES)
-    root = image_folder_dir(cfg)
-    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
-    if not classes:
-        raise DataError(f"{root / 'train'} holds no class folders")
-    return DatasetInfo(str(root), len(classes), 3, None, classes)
 
 
 def _fmnist_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:

@@ -20,6 +20,8 @@ from ofb_deploy.models.arch_spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
+
 
 def _load_rgb(path: str) -> Any:
     from PIL import Image
@@ -47,31 +49,27 @@ def _bad_image(path: str) -> str | None:
 def scan(folder: Path, skip_bad_images: bool) -> frozenset[str]:
     """The image files of one ImageFolder split whose headers verify, each checked once per process.
 
+    NOTE: walks the tree like torchvision's ``make_dataset`` (class folders, then every file below them with an
+    image extension), but without importing it: a bad file fails before torch loads.
+
     Args:
         folder: ``root/train`` or ``root/val``.
         skip_bad_images: leave out unreadable files (counted in the log) instead of failing on the first one.
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-    bad: list[str] = []
-
-    def valid(path: str) -> bool:
-        if not path.lower().endswith(IMG_EXTENSIONS):
-            return False
-        why = _bad_image(path)
-        if why is not None and not skip_bad_images:
-            raise DataError(f"{path} is not a readable image ({why}): remove it, or pass --skip-bad-images")
-        if why is not None:
-            bad.append(path)
-        return why is None
-
-    try:
-        samples = make_dataset(str(folder), find_classes(str(folder))[1], is_valid_file=valid)
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"cannot read ImageFolder {folder}: {str(exc).splitlines()[0]}") from exc
+    if not folder.is_dir():
+        raise DataError(f"ImageFolder split not found: {folder}")
+    good, bad = [], []
+    for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in sorted(p for p in cls.rglob("*") if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)):
+            why = _bad_image(str(path))
+            if why is not None and not skip_bad_images:
+                raise DataError(f"{path} is not a readable image ({why}): remove it, or pass --skip-bad-images")
+            (good if why is None else bad).append(str(path))
+    if not good:
+        raise DataError(f"{folder} holds no readable images (in class folders)")
     if bad:
         log.warning("skipped %d unreadable image(s) in %s (--skip-bad-images), e.g. %s", len(bad), folder, bad[0])
-    return frozenset(path for path, _ in samples)
+    return frozenset(good)
 
 
 def _transform(spec: ArchSpec, training: bool) -> Any:

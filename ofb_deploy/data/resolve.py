@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import RunDir, model_json, model_stem
-from ofb_deploy.data.datasets import DataConfig, as_config
+from ofb_deploy.data.config import DataConfig
+from ofb_deploy.data.info import as_config
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.io import read_json
 

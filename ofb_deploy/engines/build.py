@@ -30,17 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import ROLES, RunDir, ort_trt_cache_dir, runtime_cache_path, trt_calib_cache
+from ofb_deploy.engines.config import DEFAULT_BATCHES, TrtBuildConfig
 from ofb_deploy.engines.precision import check_build_precision
-from ofb_deploy.engines.registry import (
-    BACKENDS,
-    DEFAULT_BATCHES,
-    PRECISIONS,
-    cuda_device_name,
-    require_backend,
-)
+from ofb_deploy.engines.registry import BACKENDS, PRECISIONS, cuda_device_name, require_backend
 from ofb_deploy.engines.sidecar import write_sidecar
 from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
-from ofb_deploy.engines.trt_build import TrtBuildConfig, build_serialized_engine
+from ofb_deploy.engines.trt_build import build_serialized_engine
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.utils.io import atomic_path, atomic_write_bytes, sha256_json
 

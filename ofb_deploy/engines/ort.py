@@ -43,8 +43,8 @@ def ort_session_for(
     if provider != "trt":
         return OrtSessionFromOnnx(path, provider=provider, threads=threads)
     from ofb_deploy.artifacts import ort_trt_cache_dir, sidecar_path
+    from ofb_deploy.engines.config import DEFAULT_BATCHES
     from ofb_deploy.engines.loaders import batch_profile
-    from ofb_deploy.engines.registry import DEFAULT_BATCHES
     from ofb_deploy.engines.sidecar import read_sidecar
 
     if path.suffix == ".engine" and sidecar_path(path).is_file():

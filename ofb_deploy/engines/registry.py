@@ -19,7 +19,6 @@ from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
 TRT_INSTALL = "pip install 'ofb-deploy[gpu]' (tensorrt, from NVIDIA's package index) on a machine with a CUDA GPU"
 RTX_INSTALL = "pip install tensorrt-rtx"
 

@@ -118,8 +118,8 @@ class TrtRunner(Runner):
         cls, target: Path, library: str = "tensorrt", precision: str = "fp32", name: str | None = None
     ) -> TrtRunner:
         """A runner for an ``.engine`` file, or one that builds ``target`` if it is an ``.onnx``."""
+        from ofb_deploy.engines.config import TrtBuildConfig
         from ofb_deploy.engines.loaders import TrtEngineFromOnnx, TrtEngineFromPath
-        from ofb_deploy.engines.trt_build import TrtBuildConfig
 
         if Path(target).suffix == ".onnx":
             loader: Any = TrtEngineFromOnnx(Path(target), TrtBuildConfig(precision=precision), library)

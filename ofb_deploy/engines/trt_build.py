@@ -18,49 +18,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any
 
-from pydantic import BeforeValidator, Field
-
-from ofb_deploy.choices import Precision
-from ofb_deploy.engines.registry import DEFAULT_BATCHES
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.tensorrt import is_strongly_typed, library_name
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.utils.config import Batches, ConfigModel, Int, PositiveInt, split_list
 from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-class TrtBuildConfig(ConfigModel):
-    """Engine build options.
-
-    Args:
-        precision: ``fp32``, ``fp16`` or ``int8`` (strongly typed builds check that the ONNX matches).
-        batches: batch sizes the profile must cover; min/opt/max are min, median and max of them.
-        workspace_mb: workspace memory pool limit in MiB (``None``: TensorRT's default).
-        timing_cache: file to load the timing cache from and save it back to.
-        opt_level: builder optimisation level 0..5 (``None``: default 3).
-        compute_capabilities: TensorRT-RTX targets such as ``["sm89", "sm120"]`` or ``["current"]``; empty:
-            every target the installed TensorRT-RTX can build for (see ``tensorrt_rtx.resolve_targets``).
-        tf32: allow TF32 matmuls in fp32 layers (faster on Ampere and newer, ~1e-3 relative error).
-    """
-
-    SECTION: ClassVar[str] = "build"
-
-    precision: Precision = Precision.FP32
-    batches: Batches = DEFAULT_BATCHES
-    workspace_mb: PositiveInt | None = None
-    timing_cache: Path | None = None
-    opt_level: Annotated[Int, Field(ge=0, le=5)] | None = None
-    compute_capabilities: Annotated[tuple[str, ...], BeforeValidator(split_list)] = ()
-    tf32: bool = False
-
-    @property
-    def profile(self) -> tuple[int, int, int]:
-        """(min, opt, max) batch: opt is the median requested size."""
-        ordered = sorted(set(self.batches))
-        return ordered[0], ordered[len(ordered) // 2], ordered[-1]
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:

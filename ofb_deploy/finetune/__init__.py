@@ -1,16 +1,17 @@
 """Fine-tuning of the sliced subnet with knowledge distillation from the dense model."""
 
-from ofb_deploy.finetune.config import NO_TEACHER, FinetuneConfig
-from ofb_deploy.finetune.distill import DistillConfig, DistillLoss, kd_loss
-from ofb_deploy.finetune.run import finetune_model, finetune_run, load_teacher
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "NO_TEACHER",
-    "DistillConfig",
-    "DistillLoss",
-    "FinetuneConfig",
-    "finetune_model",
-    "finetune_run",
-    "kd_loss",
-    "load_teacher",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "NO_TEACHER": "config",
+        "DistillConfig": "config",
+        "DistillLoss": "distill",
+        "FinetuneConfig": "config",
+        "finetune_model": "run",
+        "finetune_run": "run",
+        "kd_loss": "distill",
+        "load_teacher": "run",
+    },
+)

@@ -12,29 +12,11 @@ on the same (augmented) batch the student sees.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofb_deploy.utils.config import ConfigModel, Fraction, PositiveFloat, Smoothing
-
-
-class DistillConfig(ConfigModel):
-    """Distillation weights.
-
-    Args:
-        alpha: weight of the soft (teacher) term; ``1 - alpha`` weighs the label cross-entropy.
-        temperature: softmax temperature of both teacher and student in the soft term.
-        label_smoothing: smoothing of the label cross-entropy.
-    """
-
-    SECTION: ClassVar[str] = "distill"
-
-    alpha: Fraction = 0.5
-    temperature: PositiveFloat = 4.0
-    label_smoothing: Smoothing = 0.1
+from ofb_deploy.finetune.config import DistillConfig
 
 
 def kd_loss(

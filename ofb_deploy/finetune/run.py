@@ -14,8 +14,8 @@ from typing import Any
 from ofb_deploy.artifacts import RunDir, model_json, model_weights, slice_record
 from ofb_deploy.data import DataConfig, build_loader, build_splits, run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune.config import NO_TEACHER
-from ofb_deploy.finetune.distill import DistillConfig, DistillLoss
+from ofb_deploy.finetune.config import NO_TEACHER, DistillConfig
+from ofb_deploy.finetune.distill import DistillLoss
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.slicing.record import SliceRecord

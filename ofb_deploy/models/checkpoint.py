@@ -8,16 +8,23 @@ module; ``.pth`` files load with ``weights_only=True``, so a pickle payload is r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ofb_deploy.artifacts import MODEL_STEMS, model_json, model_stem, model_weights
 from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_with, read_json
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ofb_deploy.models.vit import OfbViT
+
+LOCAL_DIR_PREFIX = "local-dir:"  # ``create_model("local-dir:PATH")`` rebuilds the model folder PATH
+
+# NOTE: torch is imported inside the functions that need it: reading a folder's spec (read_model_dir_spec,
+# checkpoint_model) must not, so that a bad --model or checkpoint fails before torch loads.
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -26,6 +33,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Args:
         path: the file; a ``.pth`` holding ``{"model": ...}`` or ``{"state_dict": ...}`` is unwrapped.
     """
+    import torch
+
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"{path} is a folder; a weights file (.safetensors or .pth) is needed here")
@@ -128,6 +137,8 @@ def read_model_dir_spec(folder: str | Path) -> ArchSpec:
 
 def load_model_dir(folder: str | Path) -> OfbViT:
     """Rebuild a model saved by ``save_model_dir``; a shape mismatch fails with one line."""
+    from ofb_deploy.models.vit import OfbViT
+
     folder = Path(folder)
     stem = _find_stem(folder)
     model = OfbViT(read_model_dir_spec(folder))
@@ -142,8 +153,6 @@ def checkpoint_model(folder: str | Path, model: str | None = None) -> str:
         folder: a model folder.
         model: the registry name a user also gave (``--model``); naming another model is a ``ConfigError``.
     """
-    from ofb_deploy.models.registry import LOCAL_DIR_PREFIX
-
     held = read_model_dir_spec(folder).base_model
     if model is None or model.startswith(LOCAL_DIR_PREFIX):
         return model or held

@@ -15,10 +15,10 @@ from typing import Any
 
 from ofb_deploy.errors import ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.checkpoint import LOCAL_DIR_PREFIX
 from ofb_deploy.models.vit import OfbViT
 
 _REGISTRY: dict[str, Callable[..., ArchSpec]] = {}
-LOCAL_DIR_PREFIX = "local-dir:"
 
 
 def register_model(fn: Callable[..., ArchSpec]) -> Callable[..., ArchSpec]:

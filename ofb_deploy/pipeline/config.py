@@ -20,7 +20,7 @@ import yaml
 from pydantic import BeforeValidator, Field
 
 from ofb_deploy.choices import Preset
-from ofb_deploy.data.datasets import DataConfig
+from ofb_deploy.data.config import DataConfig
 from ofb_deploy.engines.config import BuildConfig
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.export.config import ExportConfig
