@@ -156,23 +156,23 @@ class RunDir:
     Args:
         root: the run directory.
         create: create it now (one line when it cannot be written) instead of requiring it.
+        new_ok: it may not exist yet: check now (one line) that it could be written; folders are made on the
+            first write (``for_output``).
     """
 
-    def __init__(self, root: str | Path, create: bool = False) -> None:
+    def __init__(self, root: str | Path, create: bool = False, *, new_ok: bool = False) -> None:
         self.root = Path(root)
         if create:
             ensure_dir(self.root)
+        elif new_ok:
+            check_writable(self.root)
         elif not self.root.is_dir():
             raise ArtifactError(f"run directory not found: {self.root}")
 
     @classmethod
     def for_output(cls, root: str | Path) -> RunDir:
-        """A run that a command may start here: checked now (one line) to be writable, created on its first write,
-        so a command that fails on its inputs leaves nothing behind."""
-        check_writable(root)
-        run = cls.__new__(cls)
-        run.root = Path(root)
-        return run
+        """A run a command may start here, created on its first write: one that fails on its inputs leaves nothing."""
+        return cls(root, new_ok=True)
 
     # -- stage folders ------------------------------------------------------------------------------------------
     def stage_dir(self, stage: str, create: bool = False) -> Path:
