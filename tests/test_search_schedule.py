@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from simulate import simulate_alpha
 
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models
 from ofb_deploy.pipeline.config import load_config
@@ -14,7 +15,6 @@ from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.simulate import simulate_alpha
 
 FMNIST_TRAIN = 60000
 
@@ -22,8 +22,8 @@ FMNIST_TRAIN = 60000
 def _default_search() -> tuple[SearchConfig, int]:
     """The default run's search config and its steps per epoch on the full Fashion-MNIST training set."""
     config = load_config("default")
-    search = config.search_config()
-    images = search.train_size or config.data_config().train_size or FMNIST_TRAIN
+    search = config.search
+    images = search.train_size or config.data.train_size or FMNIST_TRAIN
     return search, math.ceil(images / search.batch_size)
 
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.finetune.distill import DistillConfig, kd_loss
+from ofb_deploy.finetune.config import DistillConfig
+from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import Cost, MacsCost
 from ofb_deploy.search.finalize import finalize_closest

@@ -2,14 +2,13 @@
 
 Loads the dense model, builds the supernet over it, runs the OFB loop (``loop.SearchState``) with a resume
 checkpoint each epoch, finalises the modules still open at the end jointly, closest to the FLOPs target
-(``finalize.py``), evaluates the result and writes ``search/arch.json`` + ``search/searched.safetensors``
-(``result.py``).
+(``finalize.py``), evaluates the result and writes it to ``RunDir.arch_path`` and
+``RunDir.searched_weights_path`` (``result.py``).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,13 +16,20 @@ from typing import Any
 
 import torch
 
-from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits, dataset_info, set_epoch
-from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.artifacts import RunDir, model_weight_files
+from ofb_deploy.data import (
+    DataConfig,
+    build_loader,
+    build_splits,
+    dataset_info,
+    record_run_data,
+    run_data,
+    set_epoch,
+)
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.checkpoint import load_dense
 from ofb_deploy.models.flops import count_macs
-from ofb_deploy.models.registry import create_model
 from ofb_deploy.models.vit import OfbViT
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.finalize import finalize_closest
@@ -42,29 +48,23 @@ from ofb_deploy.utils.threads import set_cpu_threads
 log = logging.getLogger(__name__)
 
 
-def load_dense(
+def load_dense_model(
     run_dir: RunDir,
     checkpoint: Path | str | None,
     model_name: str | None,
     data: DataConfig,
 ) -> tuple[OfbViT, Path]:
-    """The dense model: a model folder (default ``RUN/dense``) or a weights file of ``model_name``.
+    """The dense model to search and where it came from: ``checkpoint`` or the run's dense model.
 
     Args:
-        run_dir: the run directory.
-        checkpoint: a model folder from ``ofb-deploy train`` or a ``.safetensors``/``.pth`` state dict.
-        model_name: registry name (needed for a bare weights file).
-        data: the data config (classes and channels of a registry model).
+        run_dir: the run directory (``RunDir.dense_dir`` is the default checkpoint).
+        checkpoint: a model folder or a weights file (``models.checkpoint.load_dense``).
+        model_name: registry name: needed for a weights file; for a folder it must name the model it holds.
+        data: the data config (classes and channels of a weights file's model when its tensors do not say).
     """
     path = Path(checkpoint) if checkpoint is not None else run_dir.dense_dir
-    if not path.exists():
-        raise ModelError(f"dense checkpoint not found: {path} (train one with 'ofb-deploy train')")
-    if path.is_dir():
-        return load_model_dir(path), path
-    if model_name is None:
-        raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
-    info = dataset_info(data)
-    model = create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
+    info = dataset_info(data) if path.is_file() else None
+    model = load_dense(path, model_name, num_classes=info and info.num_classes, in_chans=info and info.in_chans)
     return model, path
 
 
@@ -112,7 +112,7 @@ def init_scores_from_weights(supernet: OfbSupernet) -> None:
 def _fingerprint(source: Path) -> str:
     if source.is_file():
         return sha256_file(source)
-    return sha256_json({p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))})
+    return sha256_json({p.name: sha256_file(p) for p in model_weight_files(source)})
 
 
 def _digest(net: OfbSupernet) -> str:
@@ -197,20 +197,20 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
 
 
 def _prepare(
-    run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: Any
+    run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: DataConfig
 ) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
-    device = init_distributed()
-    if device.type == "cpu":
-        set_cpu_threads()
-    cfg_data = as_config(data)
+    cfg_data = data
     if cfg_data.train_size is None and config.train_size is not None:
-        cfg_data = dataclasses.replace(cfg_data, train_size=config.train_size)
-    model, source = load_dense(run_dir, dense_checkpoint, model_name, cfg_data)
+        cfg_data = cfg_data.replace(train_size=config.train_size)
+    model, source = load_dense_model(run_dir, dense_checkpoint, model_name, cfg_data)
     spec = model.spec
     dense_macs = count_macs(spec).total
     target = None if config.target_flops is None else resolve_flops_target(config.target_flops, spec, config.space())
     latency = resolve_latency(config, spec)
     splits = build_splits(cfg_data, spec)
+    device = init_distributed()  # after the inputs are checked: a bad one fails before any setup
+    if device.type == "cpu":
+        set_cpu_threads()
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
     supernet = OfbSupernet(model, config.space())
@@ -241,24 +241,27 @@ def run_search(
     *,
     dense_checkpoint: Path | str | None = None,
     model_name: str | None = None,
-    data: DataConfig | str = "fmnist",
+    data: DataConfig | str | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Search a subnet of the dense model under a FLOPs target; write ``RUN/search/``; return the summary.
+    """Search a subnet of the dense model under a FLOPs target; write the run's search folder; return the summary.
 
     Args:
-        run_dir: the run directory (``search/`` is created in it).
+        run_dir: the run directory (its search folder is created).
         config: search settings (target, epochs, ...).
-        dense_checkpoint: a model folder or weights file (default: ``RUN/dense``).
-        model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file.
-        data: ``fmnist``, an ImageFolder path or a ``DataConfig``.
-        resume: continue from ``RUN/search/search_state.pt`` when it exists.
+        dense_checkpoint: a model folder or weights file (default: ``RunDir.dense_dir``).
+        model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file; for a folder it must
+            name the model the folder holds.
+        data: ``fmnist``, an ImageFolder path or a ``DataConfig`` (default: the run's, ``data.run_data``); the
+            first stage of a run records it.
+        resume: continue from the search's resume state (``RunDir.state_file("search")``) when it exists.
     """
     from ofb_deploy.train import evaluate
 
     started = time.perf_counter()
+    chosen = run_data(run_dir, data)
     state, loader, val_loader, inputs_hash, device, cfg_data = _prepare(
-        run_dir, config, dense_checkpoint, model_name, data
+        run_dir, config, dense_checkpoint, model_name, chosen
     )
     run_dir.stage_dir("search", create=True)
     state_path = run_dir.state_file("search")
@@ -293,7 +296,8 @@ def run_search(
     summary["weights_sha256"] = _digest(net)
     doc = arch_document(net, state.target_macs, {**summary, "latency": _latency_summary(state)})
     if is_main():
-        write_result(net, run_dir.search_dir, doc)
+        write_result(net, run_dir, doc)
+        record_run_data(run_dir, chosen)
         keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")
         run_dir.mark_done("search", inputs_hash, **{k: doc[k] for k in keys})
     barrier()

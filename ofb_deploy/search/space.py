@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.utils.config import ConfigModel, Float, PositiveInt
+
+WidthFraction = Annotated[Float, Field(gt=0, le=1)]
 
 
-@dataclass(frozen=True)
-class SpaceConfig:
+class SpaceConfig(ConfigModel):
     """Candidate grid settings.
 
     Args:
@@ -33,20 +37,12 @@ class SpaceConfig:
         mlp_steps: MLP candidates are ``k/mlp_steps`` of the dense width (then aligned).
     """
 
-    align: int = 8
-    embed_min: float = 0.5
-    mlp_min: float = 0.25
-    mlp_steps: int = 8
+    SECTION: ClassVar[str] = "search"
 
-    def __post_init__(self) -> None:
-        if self.align < 1:
-            raise ConfigError(f"align must be >= 1, got {self.align}")
-        for name in ("embed_min", "mlp_min"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        if self.mlp_steps < 1:
-            raise ConfigError(f"mlp_steps must be >= 1, got {self.mlp_steps}")
+    align: PositiveInt = 8
+    embed_min: WidthFraction = 0.5
+    mlp_min: WidthFraction = 0.25
+    mlp_steps: PositiveInt = 8
 
 
 def _aligned_range(full: int, low: float, align: int) -> list[int]:
@@ -84,6 +80,26 @@ _TARGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([kmgt]?)\s*(?:m
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
+def check_flops_target(target: str | float) -> str:
+    """``target`` as the text ``parse_flops_target`` reads, or ``ValueError`` naming the two accepted forms.
+
+    Args:
+        target: a fraction of the dense MACs (``0.5``) or MACs with a unit (``1.2G``, ``800M``).
+    """
+    if isinstance(target, bool) or not isinstance(target, str | int | float):
+        raise ValueError("use a fraction like 0.5 or MACs like 1.2G / 800M")
+    match = _TARGET.match(str(target))
+    if match is None:
+        raise ValueError("use a fraction like 0.5 or MACs like 1.2G / 800M")
+    value, unit = float(match.group(1)), match.group(2)
+    if value <= 0:
+        raise ValueError("a FLOPs target must be positive")
+    if not unit and 1 < value < 1000:
+        # NOTE: a bare 2.0 is almost surely a mistaken fraction, not a 2-MAC model
+        raise ValueError("a fraction must be in (0, 1]; absolute MACs need a unit (1.2G)")
+    return str(target).strip()
+
+
 def parse_flops_target(target: str | float, dense_macs: int) -> int:
     """Turn a FLOPs target into MACs: a fraction of the dense model (``0.5``) or absolute (``1.2G``, ``800M``).
 
@@ -91,16 +107,12 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
         target: a number in (0, 1] (fraction), or a MAC count with an optional K/M/G/T suffix.
         dense_macs: MACs of the dense model per image.
     """
-    match = _TARGET.match(str(target))
-    if match is None:
-        raise ConfigError(f"bad FLOPs target {target!r}: use a fraction like 0.5 or MACs like 1.2G / 800M")
+    try:
+        match = _TARGET.match(check_flops_target(target))
+    except ValueError as exc:
+        raise ConfigError(f"FLOPs target {target!r}: {exc}") from None
     value, unit = float(match.group(1)), match.group(2).lower()
-    if not unit and 1 < value < 1000:
-        # NOTE: a bare 2.0 is almost surely a mistaken fraction, not a 2-MAC model
-        raise ConfigError(f"FLOPs target {target!r}: a fraction must be in (0, 1]; absolute MACs need a unit (1.2G)")
     macs = value * dense_macs if (not unit and value <= 1) else value * _UNITS[unit]
-    if macs <= 0:
-        raise ConfigError(f"FLOPs target {target!r} must be positive")
     if macs > dense_macs:
         raise ConfigError(
             f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's {dense_macs / 1e6:.2f} MMACs"

@@ -1,4 +1,4 @@
-"""``report.md``: the human view of ``report.json`` (main table, architecture, accuracy, latency, speedups)."""
+"""The Markdown report: the human view of the report JSON (main table, architecture, accuracy, latency, speedups)."""
 
 from __future__ import annotations
 
@@ -205,10 +205,10 @@ def sweep_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
-    """The whole ``report.md``.
+    """The whole Markdown report.
 
     Args:
-        doc: the ``report.json`` document.
+        doc: the report document.
         images: PNG file names in the report folder to embed.
     """
     data = doc.get("data", {})

@@ -1,4 +1,4 @@
-"""An alpha-only dry run of the search schedule: how the pruning rounds unfold without data or weights.
+"""Test helper: an alpha-only dry run of the search schedule: how the pruning rounds unfold without data or weights.
 
 Only the terms that act on alpha without images run (the one-hot losses and the FLOPs loss), with the real
 cadence, alpha lr schedule, guarded rounds and end-of-search choice. It takes a second and answers the
