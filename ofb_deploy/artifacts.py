@@ -149,6 +149,16 @@ def qdq_work_files(work_dir: str | Path) -> tuple[Path, Path]:
     return Path(work_dir) / "augmented.onnx", Path(work_dir) / "ranges.json"
 
 
+def latency_table_path(cache_dir: str | Path, model: str, digest: str) -> Path:
+    """A cached latency table (``ofb-deploy profile``) of one model and table key."""
+    return Path(cache_dir) / f"{model}-{digest}.json"
+
+
+def profile_graph(work_dir: str | Path, name: str) -> Path:
+    """Scratch ONNX of one profiled part or whole model."""
+    return Path(work_dir) / f"{name}.onnx"
+
+
 # -- the run directory -----------------------------------------------------------------------------------------------
 class RunDir:
     """Paths and stage markers of one run directory.

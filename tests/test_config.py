@@ -65,7 +65,7 @@ def test_layers_merge_section_by_section(tmp_path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text("search: {epochs: 4}\ntargets:\n")
     config = load_config("quick", path, {"search": {"prune_every": 7}}, ["search.epochs=5"], check=False)
-    assert (config.search.epochs, config.search.prune_every, config.search.align) == (5, 7, 16)  # quick's align
+    assert (config.search.epochs, config.search.prune_every, config.search.finalize_at) == (5, 7, 0.7)  # quick
     assert config.targets == TargetsConfig()  # `targets:` with nothing under it: no targets
 
 

@@ -253,9 +253,9 @@ def test_handwritten_counts_pick_by_magnitude(tmp_path: Path, capsys) -> None:
     assert run.is_done("slice")
     record = SliceRecord.load(run.slice_dir / "slice_record.json")
     state = read_state_dict(dense_dir / "model.safetensors")
-    # the kept MLP neurons of block 0 are the ones with the largest fc1 + fc2 magnitude
-    fc1 = state["blocks.0.mlp.fc1.weight"].abs().sum(1)
-    fc2 = state["blocks.0.mlp.fc2.weight"].abs().sum(0)
+    # the kept MLP neurons of block 0 are the ones with the largest fc1 + fc2 (squared L2) magnitude
+    fc1 = state["blocks.0.mlp.fc1.weight"].pow(2).sum(1)
+    fc2 = state["blocks.0.mlp.fc2.weight"].pow(2).sum(0)
     score = fc1 / fc1.mean() + fc2 / fc2.mean()
     assert set(record.blocks[0].mlp_idx) == set(score.topk(40).indices.tolist())
     x = real_images(model.spec)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import latency_table_path, profile_graph
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.vit import INPUT_NAME, OfbViT
 from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
@@ -85,7 +86,7 @@ def _time_group(paths: dict[str, Path], feed: dict[str, np.ndarray], backend: st
 
 
 def _write(folder: Path, name: str, proto: bytes) -> Path:
-    path = folder / f"{name}.onnx"
+    path = profile_graph(folder, name)
     path.write_bytes(proto)
     return path
 
@@ -123,7 +124,7 @@ def _fit(table: LatencyTable, spec: ArchSpec, space: SpaceConfig, folder: Path, 
     specs = {"dense": spec, "uniform50": _uniform(spec, space, 0.5), "uniform75": _uniform(spec, space, 0.75)}
     paths = {}
     for label, s in specs.items():
-        paths[label] = folder / f"whole_{label}.onnx"
+        paths[label] = profile_graph(folder, f"whole_{label}")
         export_onnx(OfbViT(s).eval(), paths[label])
     batch = table.key["batch"]
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, spec.in_chans, spec.img_size,
@@ -179,7 +180,7 @@ def profile_model(
     space = space or SpaceConfig()
     threads = cpu_threads(threads)
     key = table_key(spec, space, backend, precision, batch, threads)
-    cache = (cache_dir or default_cache_dir()) / f"{spec.base_model}-{key_digest(key)}.json"
+    cache = latency_table_path(cache_dir or default_cache_dir(), spec.base_model, key_digest(key))
     if cache.is_file() and not refresh:
         table = LatencyTable.load(cache)
         if table.key == key:
