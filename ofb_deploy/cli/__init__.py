@@ -31,6 +31,7 @@ from ofb_deploy.cli import validate as _validate  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import report as _report  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import run as _run  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import compare as _compare  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import profile as _profile  # noqa: E402,F401  isort: skip
 
 
 def _error(message: str) -> None:

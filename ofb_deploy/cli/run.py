@@ -25,6 +25,7 @@ def overrides(**flags: Any) -> dict[str, Any]:
         "data_root": ("data", "root"), "target_flops": ("search", "target_flops"), "epochs": ("train", "epochs"),
         "search_epochs": ("search", "epochs"), "finetune_epochs": ("finetune", "epochs"),
         "backends": ("build", "backends"), "batch": ("validate", "batches"),
+        "target_latency": ("search", "target_latency"), "latency_table": ("search", "latency_table"),
     }  # fmt: skip
     out: dict[str, Any] = {}
     for flag, path in paths.items():
@@ -34,6 +35,8 @@ def overrides(**flags: Any) -> dict[str, Any]:
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             node[path[-1]] = str(value) if isinstance(value, Path) else value
+    if flags.get("target_latency") is not None and flags.get("target_flops") is None:
+        out["search"]["target_flops"] = None  # a latency budget alone, unless --target-flops asks for both
     if flags.get("no_finetune"):
         out.setdefault("finetune", {})["enabled"] = False
     return out
@@ -60,6 +63,10 @@ def run_cli(
     data: Annotated[str | None, typer.Option(help="'fmnist' or an ImageFolder path.")] = None,
     data_root: DataRootOpt = None,
     target_flops: Annotated[str | None, typer.Option(help="Search target: fraction (0.5) or MACs (800M).")] = None,
+    target_latency: Annotated[
+        str | None, typer.Option(help="Latency budget (1.5ms) on search.latency_backend at search.latency_batch.")
+    ] = None,
+    latency_table: Annotated[str | None, typer.Option(help="Latency table from `ofb-deploy profile`.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Dense training epochs.")] = None,
     search_epochs: Annotated[int | None, typer.Option(help="Search epochs.")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs.")] = None,

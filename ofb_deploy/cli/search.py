@@ -24,7 +24,13 @@ def search_cli(
     data: DataOpt = None,
     data_root: DataRootOpt = None,
     skip_bad_images: SkipBadOpt = False,
-    target_flops: Annotated[str, typer.Option(help=_HELP_TARGET)] = S("target_flops"),
+    target_flops: Annotated[
+        str | None, typer.Option(help=_HELP_TARGET + f" Default {S('target_flops')}; none with --target-latency.")
+    ] = None,
+    target_latency: Annotated[str | None, typer.Option(help="Latency budget such as 1.5ms (predicted).")] = None,
+    latency_table: Annotated[Path | None, typer.Option(help="Table from `ofb-deploy profile`.")] = None,
+    latency_backend: Annotated[str, typer.Option(help="Backend to profile without a table.")] = S("latency_backend"),
+    latency_batch: Annotated[int, typer.Option(help="Batch to profile without a table.")] = S("latency_batch"),
     epochs: Annotated[int, typer.Option(help="Search epochs.")] = S("epochs"),
     batch_size: Annotated[int, typer.Option(help="Images per step on each process.")] = S("batch_size"),
     train_size: Annotated[str | None, typer.Option(help="Cap on training images searched on: a count, or 'all'.")] = S(
@@ -49,7 +55,14 @@ def search_cli(
     from ofb_deploy.models.checkpoint import checkpoint_model
 
     run = RunDir.for_output(run_dir)
-    config = SearchConfig(target_flops=target_flops, epochs=epochs, batch_size=batch_size, train_size=train_size,
+    if target_flops is None and target_latency is None:
+        target_flops = S("target_flops")
+    elif target_flops is not None and target_flops.lower() == "none":
+        target_flops = None
+    config = SearchConfig(target_flops=target_flops, target_latency=target_latency,
+                          latency_table=None if latency_table is None else str(latency_table),
+                          latency_backend=latency_backend, latency_batch=latency_batch, epochs=epochs,
+                          batch_size=batch_size, train_size=train_size,
                           prune_every=prune_every, alpha_lr=alpha_lr, w_flops=w_flops, score_init=score_init,
                           distill=distill, align=align, seed=seed, workers=workers)  # fmt: skip
     cfg = data_for(run, data, data_root, skip_bad_images)
@@ -65,10 +78,13 @@ def search_cli(
     if main and "stopped_after_epoch" in res:
         console.print(f"search stopped after epoch {res['stopped_after_epoch']}; continue with --resume")
     elif main:
-        opened = f", {len(res['unconverged'])} module(s) chosen at the end" if res["unconverged"] else ""
+        opened = f", {len(res['unconverged'])} module(s) chosen jointly" if res["unconverged"] else ""
+        target = f" (target {res['target_flops'] / 1e6:.2f})" if res["target_flops"] else ""
+        lat = res.get("latency")
+        latency = f", {lat['predicted_ms']:.3f} ms predicted (target {lat['target_ms']:.3f})" if lat else ""
         console.print(
             f"[bold green]searched[/] {res['base_model']}: "
-            f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs "
-            f"(target {res['target_flops'] / 1e6:.2f}), {res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
+            f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs{target}{latency}, "
+            f"{res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
             f"(soft {res['top1_soft']:.2f}%){opened}, {res['search_seconds']:.0f} s -> {run.search_dir}"
         )

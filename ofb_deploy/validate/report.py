@@ -120,6 +120,7 @@ def build_report(run_dir: RunDir) -> dict[str, Any]:
     targets = TargetsConfig.from_dict(config.get("targets"), section=f"{run_dir.config_path}: targets")
     doc["targets"] = check_targets(doc, targets)
     doc["stages"] = stage_seconds(run_dir)
+    doc["latency_prediction"] = validation.get("latency_prediction")
     doc["compare"] = _compare_info(run_dir)
     doc["sweep"] = _sweep_info(run_dir)
     return doc

@@ -176,11 +176,29 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         "engines": accuracy["engines"],
         "skipped_engines": skipped,
         "latency": latency,
+        "latency_prediction": latency_prediction(run_dir, latency),
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(run_dir.validate_path, doc)
     run_dir.mark_done("validate", digest, **summary(doc))
     return doc
+
+
+def latency_prediction(run_dir: RunDir, latency: dict[str, Any]) -> dict[str, Any] | None:
+    """The search's predicted subnet latency against the one measured here on the same backend and batch.
+
+    ``None`` unless the search targeted latency. ``measured_ms`` is ``None`` when validate did not time that
+    backend (fp32) at that batch; ``error_pct`` is (predicted - measured) / measured.
+    """
+    if not run_dir.arch_path.is_file():
+        return None
+    predicted = read_json(run_dir.arch_path, "search result").get("latency")
+    if not predicted:
+        return None
+    entry = latency.get(predicted["backend"], {}).get(str(predicted["batch"]))
+    measured = entry["subnet"]["p50_ms"] if isinstance(entry, dict) and "subnet" in entry else None
+    error = None if measured is None else 100 * (predicted["predicted_ms"] - measured) / measured
+    return {**predicted, "measured_ms": measured, "error_pct": None if error is None else round(error, 2)}
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
