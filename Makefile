@@ -11,7 +11,7 @@ RUN_DIR ?= runs/default
 .PHONY: export engine
 .PHONY: search bench gpu-check pretrained compare sweep
 # benchmark scripts `make bench` runs in order (each writes JSON under benchmarks/results/)
-BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py
+BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py benchmarks/bench_latency_table.py
 
 install: $(STAMP)
 
