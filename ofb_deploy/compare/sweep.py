@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 SWEEP_METHODS = ("ofb", "magnitude")
 
 
+def _folder(run_dir: RunDir, recipe: Any, spec: Any, target: str, method: str) -> Path:
+    """A method's folder at ``target``: at the run's own target and seed, the ``compare`` folder (same result)."""
+    space, own = recipe.search.space(), recipe.search.target_flops
+    if own is not None and resolve_flops_target(target, spec, space) == resolve_flops_target(own, spec, space):
+        return run_dir.compare_method_dir(recipe.search.seed, method)
+    return run_dir.sweep_method_dir(target, method)
+
+
 def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None = None) -> dict[str, Any]:
     """Search, fine-tune and time OFB and the magnitude baseline at every FLOPs target; write ``RunDir.sweep_json``.
 
@@ -46,8 +54,8 @@ def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None 
     seed = recipe.search.seed
     rows: list[dict[str, Any]] = []
     for target in targets:
-        ofb = make_method(recipe, run_dir.sweep_method_dir(target, "ofb"), "ofb", seed, None, target)
-        mag = make_method(recipe, run_dir.sweep_method_dir(target, "magnitude"), "magnitude", seed, ofb)
+        ofb = make_method(recipe, _folder(run_dir, recipe, dense.spec, target, "ofb"), "ofb", seed, None, target)
+        mag = make_method(recipe, _folder(run_dir, recipe, dense.spec, target, "magnitude"), "magnitude", seed, ofb)
         rows += [{"target": target, **ofb}, {"target": target, **mag}]
         log.info("sweep %s: ofb %.2f%%, magnitude %.2f%%", target, ofb["top1"], mag["top1"])
     models = {"dense": run_dir.dense_dir}
