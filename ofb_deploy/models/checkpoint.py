@@ -14,7 +14,6 @@ from torch import nn
 
 from ofb_deploy.errors import ArtifactError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_with, read_json
 
 MODEL_STEMS = ("model", "subnet")  # the names a model folder may use, searched in this order
@@ -72,7 +71,7 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> Path:
 
 
 def save_model_dir(
-    model: OfbViT,
+    model: nn.Module,
     out_dir: str | Path,
     stem: str = "model",
     meta: dict[str, Any] | None = None,
@@ -119,10 +118,12 @@ def read_model_dir_spec(folder: str | Path) -> ArchSpec:
     return ArchSpec.from_dict(doc["arch"], source=str(path))
 
 
-def load_model_dir(folder: str | Path) -> OfbViT:
+def load_model_dir(folder: str | Path) -> nn.Module:
     """Rebuild a model saved by ``save_model_dir``; a shape mismatch fails with one line."""
+    from ofb_deploy.models.registry import build_model
+
     folder = Path(folder)
     stem = _find_stem(folder)
-    model = OfbViT(read_model_dir_spec(folder))
+    model = build_model(read_model_dir_spec(folder))
     load_checkpoint(model, folder / f"{stem}.safetensors")
     return model
