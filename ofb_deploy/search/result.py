@@ -1,9 +1,11 @@
 """The search output: ``arch.json`` (kept widths and indices) and ``searched.safetensors`` (weights + scales).
 
-Format (read by slicing): the dense-shaped state dict after the search plus the frozen
-final masks ``scale.embed`` (D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on
-dropped units. ``load_searched_model`` rebuilds the supernet with every mask final from these two files, so
-its forward is exactly the searched model's (slicing's exactness reference).
+Format (read by slicing): the dense-shaped state dict after the search plus the frozen final masks ``scale.embed``
+(D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on dropped units (Swin:
+``scale.layers.{s}.embed`` per stage and ``scale.layers.{s}.blocks.{j}.attn``/``mlp``, the block's state-dict
+prefix). ``arch.json`` of a Swin also lists ``stage_dims`` and ``stage_idx`` (kept channels per stage; ``embed_idx``
+is stage 0's). ``load_searched_model`` rebuilds the supernet with every mask final from these two files, so its
+forward is exactly the searched model's (slicing's exactness reference).
 """
 
 from __future__ import annotations
@@ -18,26 +20,27 @@ from ofb_deploy.errors import ArtifactError
 from ofb_deploy.models.arch_spec import SCHEMA_VERSION, ArchSpec
 from ofb_deploy.models.checkpoint import read_state_dict, save_state_dict
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.models.registry import build_model
+from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.masks import ChannelMask, HeadMask
-from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.utils.io import atomic_write_json, read_json
 
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "searched.safetensors"
 
 
-def searched_spec(supernet: OfbSupernet) -> ArchSpec:
+def searched_spec(supernet: SupernetBase) -> ArchSpec:
     """The ``ArchSpec`` of the current alive widths (every mask should be final)."""
-    return supernet.spec.replace(
-        embed_dim=supernet.embed_mask.width,
+    return supernet.spec.with_widths(
+        stage_widths=tuple(m.width for m in supernet.stage_masks),
         num_heads=tuple(m.heads for m in supernet.attn_masks),
         head_dim=tuple(m.head_dim for m in supernet.attn_masks),
         mlp_hidden=tuple(m.width for m in supernet.mlp_masks),
     )
 
 
-def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]) -> dict[str, Any]:
+def arch_document(supernet: SupernetBase, target_macs: int, extra: dict[str, Any]) -> dict[str, Any]:
     """The ``arch.json`` document of a searched supernet.
 
     Args:
@@ -59,6 +62,9 @@ def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]
                 "mlp_idx": mlp.idx.tolist(),
             }
         )
+    stages = {}
+    if spec.family == "swin":
+        stages = {"stage_dims": list(sub.stage_dims), "stage_idx": [m.idx.tolist() for m in supernet.stage_masks]}
     return {
         "schema_version": SCHEMA_VERSION,
         "base_model": spec.base_model,
@@ -70,19 +76,21 @@ def arch_document(supernet: OfbSupernet, target_macs: int, extra: dict[str, Any]
         "params": count_params(sub),
         "dense_params": count_params(spec),
         "embed_dim": sub.embed_dim,
-        "embed_idx": supernet.embed_mask.idx.tolist(),
+        "embed_idx": supernet.stage_masks[0].idx.tolist(),
+        **stages,
         "blocks": blocks,
         **extra,
     }
 
 
-def scale_tensors(supernet: OfbSupernet) -> dict[str, torch.Tensor]:
+def scale_tensors(supernet: SupernetBase) -> dict[str, torch.Tensor]:
     """The frozen mask scales under their output keys."""
-    # NOTE: mask names are "embed", "blocks.{i}.attn", "blocks.{i}.mlp", so the keys follow masks() order
+    # NOTE: mask names are "embed" (or "layers.{s}.embed"), then each block's prefix + "attn" / "mlp", so the keys
+    # follow masks() order
     return {f"scale.{mask.name}": mask.scale for mask in supernet.masks()}
 
 
-def write_result(supernet: OfbSupernet, search_dir: Path, doc: dict[str, Any]) -> None:
+def write_result(supernet: SupernetBase, search_dir: Path, doc: dict[str, Any]) -> None:
     """Write ``searched.safetensors`` then ``arch.json`` (both atomically; arch.json last marks completion)."""
     state = {**supernet.model.state_dict(), **scale_tensors(supernet)}
     save_state_dict(state, Path(search_dir) / WEIGHTS_FILE)
@@ -100,11 +108,13 @@ def _set_final(mask: ChannelMask | HeadMask, alive: torch.Tensor, scale: torch.T
     mask.refresh()
 
 
-def _alive_from_doc(supernet: OfbSupernet, doc: dict[str, Any]) -> list[tuple[torch.Tensor, Any]]:
+def _alive_from_doc(supernet: SupernetBase, doc: dict[str, Any]) -> list[tuple[torch.Tensor, Any]]:
     spec = supernet.spec
-    embed = torch.zeros(spec.embed_dim, dtype=torch.bool)
-    embed[doc["embed_idx"]] = True
-    out: list[tuple[torch.Tensor, Any]] = [(embed, len(doc["embed_idx"]))]
+    out: list[tuple[torch.Tensor, Any]] = []
+    for width, kept in zip(spec.stage_widths, doc.get("stage_idx") or [doc["embed_idx"]], strict=True):
+        embed = torch.zeros(width, dtype=torch.bool)
+        embed[kept] = True
+        out.append((embed, len(kept)))
     attn, mlp = [], []
     for i, block in enumerate(doc["blocks"]):
         a = torch.zeros(spec.num_heads[i], spec.head_dim[i], dtype=torch.bool)
@@ -128,9 +138,9 @@ def load_searched_model(search_dir: str | Path) -> nn.Module:
     try:
         spec = ArchSpec.from_dict(doc["dense_arch"], source=str(search_dir / ARCH_FILE))
         state = read_state_dict(search_dir / WEIGHTS_FILE)
-        model = OfbViT(spec)
+        model = build_model(spec)
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("scale.")})
-        supernet = OfbSupernet(model)
+        supernet = build_supernet(model)
         scales = scale_tensors(supernet)
         for mask, key, (alive, cand) in zip(supernet.masks(), scales, _alive_from_doc(supernet, doc), strict=True):
             _set_final(mask, alive, state[key], cand)

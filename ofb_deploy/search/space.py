@@ -2,7 +2,7 @@
 
 OFB (Ye et al., CVPR 2024, arXiv 2403.15835, sec. 3.1) searches three unit types of a ViT:
 
-* the embedding width, one for the whole residual stream: 50%..100% of D;
+* the embedding width, one for the whole residual stream (a Swin: one per stage): 50%..100% of D;
 * per block, attention heads x per-head q/k/v dim as ONE joint grid (one softmax over all pairs);
   we allow heads {1..H} (so DeiT-T's 3 heads work) and head dims in multiples of the alignment;
 * per block, the MLP hidden width: 25%..100% of M in 1/8 steps.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.flops import count_macs, model_macs
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,9 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
 def min_subnet_macs(spec: ArchSpec, space: SpaceConfig) -> int:
     """MACs of the smallest subnet the search space holds (every module at its narrowest candidate)."""
     return int(
-        macs_from_widths(
-            num_tokens=spec.num_tokens,
-            patch_pixels=spec.in_chans * spec.patch_size**2,
-            num_classes=spec.num_classes,
-            embed=min(embed_candidates(spec.embed_dim, space)),
+        model_macs(
+            spec,
+            stage_widths=[min(embed_candidates(w, space)) for w in spec.stage_widths],
             attn_widths=[
                 min(h * d for h, d in attn_candidates(nh, hd, space))
                 for nh, hd in zip(spec.num_heads, spec.head_dim, strict=True)
