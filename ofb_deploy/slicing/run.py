@@ -3,7 +3,7 @@
 ``RUN/slice/`` holds ``subnet.json`` (``{"arch": ArchSpec, "source_model", "flops", "params", ...}``),
 ``subnet.safetensors`` and ``slice_record.json`` (the kept indices, replayable with ``slice_subnet``). The
 folder is a normal model folder: ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain
-``OfbViT`` code and no search code.
+``OfbViT`` / ``OfbSwin`` code and no search code.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.registry import create_model
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.slicing.align import align_record
 from ofb_deploy.slicing.handwritten import load_counts, record_from_counts
@@ -33,7 +33,7 @@ RECORD_NAME = "slice_record.json"
 
 
 def save_subnet(
-    model: OfbViT,
+    model: nn.Module,
     record: SliceRecord,
     out_dir: str | Path,
     source_model: str,
@@ -57,6 +57,7 @@ def save_subnet(
         "dense_flops": count_macs(dense).total,
         "dense_params": count_params(dense),
         "embed_dim": model.spec.embed_dim,
+        **({"stage_dims": list(model.spec.stage_dims)} if model.spec.family == "swin" else {}),
         "num_heads": list(model.spec.num_heads),
         "head_dim": list(model.spec.head_dim),
         "mlp_hidden": list(model.spec.mlp_hidden),
@@ -74,8 +75,8 @@ def save_subnet(
     return summary
 
 
-def load_subnet(folder: str | Path) -> OfbViT:
-    """Rebuild a saved subnet (a plain ``OfbViT``, in eval mode) from its folder; no search code involved.
+def load_subnet(folder: str | Path) -> nn.Module:
+    """Rebuild a saved subnet (a plain ``OfbViT`` or ``OfbSwin``, in eval mode) from its folder; no search code.
 
     Args:
         folder: a folder holding ``subnet.json`` + ``subnet.safetensors`` (``RUN/slice``, ``RUN/finetune``).
@@ -134,7 +135,7 @@ def load_dense(checkpoint: str | Path, model: str | None = None) -> tuple[ArchSp
         raise ConfigError(f"{path} is a weights file: say which model it holds with --model NAME")
     else:
         state = read_state_dict(path)
-        head = state.get("head.weight")
+        head = state.get("head.weight", state.get("head.fc.weight"))  # ViT, Swin
         classes = int(head.shape[0]) if head is not None else None
         chans = state.get("patch_embed.proj.weight")
         dense = create_model(model, num_classes=classes, in_chans=int(chans.shape[1]) if chans is not None else None)
@@ -142,7 +143,7 @@ def load_dense(checkpoint: str | Path, model: str | None = None) -> tuple[ArchSp
     return dense.spec, {k: v.detach() for k, v in dense.state_dict().items()}
 
 
-def _checked(model: OfbViT, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+def _checked(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     own = model.state_dict()
     for key, value in own.items():
         if key not in state or tuple(state[key].shape) != tuple(value.shape):
@@ -162,7 +163,8 @@ def slice_handwritten(
     """Slice a dense checkpoint to hand-written widths (counts), choosing units by weight magnitude.
 
     Args:
-        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}``.
+        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}`` (a Swin:
+            ``"stage_dims": [...]`` instead of ``embed_dim``).
         checkpoint: dense model folder, or weights file with ``model``.
         out_dir: where ``subnet.json``/``subnet.safetensors``/``slice_record.json`` go.
         model: registry name when ``checkpoint`` is a weights file.
