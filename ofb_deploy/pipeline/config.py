@@ -1,9 +1,11 @@
 """``PipelineConfig``: what ``ofb-deploy run`` does, as one YAML document with a section per stage.
 
-Precedence, lowest first: the embedded preset (``ofb_deploy/configs/{default,quick}.yaml``), a user YAML file
-(merged key by key over the preset), then command-line overrides (``--model``, ``--target-flops`` ...,
-``--set section.key=value``). Each stage section is validated by the stage's own config class (``TrainConfig``,
-``SearchConfig``, ``ValidateConfig`` ...) when the config is loaded, so a typo fails before any work starts.
+Precedence, lowest first: the embedded preset (``ofb_deploy/configs/{default,quick}.yaml``), the chosen model's
+settings for that preset when the package has some (``ofb_deploy/configs/models/<model>.yaml``, e.g. a model with no
+shipped checkpoint trains its own, with a budget sized for it), a user YAML file (merged key by key), then
+command-line overrides (``--model``, ``--target-flops`` ..., ``--set section.key=value``). Each stage section is
+validated by the stage's own config class (``TrainConfig``, ``SearchConfig``, ``ValidateConfig`` ...) when the
+config is loaded, so a typo fails before any work starts.
 """
 
 from __future__ import annotations
@@ -201,6 +203,16 @@ def preset_dict(name: str) -> dict[str, Any]:
     return yaml.safe_load(text) or {}
 
 
+def model_preset_dict(model: str, preset: str) -> dict[str, Any]:
+    """The package's settings of ``model`` for ``preset`` (``configs/models/<model>.yaml``), ``{}`` when none."""
+    name = model.partition(".")[0]
+    path = resources.files("ofb_deploy").joinpath("configs", "models", f"{name}.yaml")
+    if not path.is_file():
+        return {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return doc.get(preset) or {}
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["search.epochs=4", "validate.batches=[1,32]"]`` to a nested mapping (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -236,8 +248,12 @@ def load_config(
     """
     doc = preset_dict(preset)
     source = f"preset {preset}"
+    user = read_yaml(config_file) if config_file is not None else {}
+    model = deep_merge(deep_merge(doc, user), overrides or {}).get("model")
+    if isinstance(model, str):
+        doc = deep_merge(doc, model_preset_dict(model, preset))
     if config_file is not None:
-        doc = deep_merge(doc, read_yaml(config_file))
+        doc = deep_merge(doc, user)
         source = str(config_file)
     if overrides:
         doc = deep_merge(doc, overrides)
