@@ -1,4 +1,4 @@
-"""ofb-deploy: OFB (CVPR 2024) ViT compression, slicing, ONNX export, engines and validation.
+"""ofb-deploy: OFB (CVPR 2024) ViT and Swin compression, slicing, ONNX export, engines and validation.
 
 The flat public API below is what scripts use; stages live in subpackages. Heavy optional backends
 (TensorRT, TensorRT-RTX, onnxruntime-gpu) are imported lazily, so ``import ofb_deploy`` never fails on them.
@@ -17,7 +17,9 @@ from ofb_deploy.errors import (
 from ofb_deploy.export import export_onnx, export_run
 from ofb_deploy.models import (
     ArchSpec,
+    OfbSwin,
     OfbViT,
+    build_model,
     count_macs,
     count_params,
     create_model,
@@ -46,9 +48,11 @@ __all__ = [
     "DataError",
     "ModelError",
     "OfbError",
+    "OfbSwin",
     "OfbViT",
     "ParityError",
     "RunDir",
+    "build_model",
     "count_macs",
     "count_params",
     "create_model",
