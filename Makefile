@@ -11,7 +11,7 @@ RUN_DIR ?= runs/default
 .PHONY: export engine
 .PHONY: search bench gpu-check pretrained compare sweep
 # benchmark scripts `make bench` runs in order (each writes JSON under benchmarks/results/)
-BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py
+BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py benchmarks/bench_latency_table.py
 
 install: $(STAMP)
 
@@ -60,15 +60,15 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 search: install
-	$(OFB) search --checkpoint $(RUN_DIR)/dense --data fmnist --target-flops 0.5 --out $(RUN_DIR)
+	$(OFB) search $(RUN_DIR) --target-flops 0.5
 
 # pretrained: retrain the dense checkpoint the default run starts from and publish it into the package
 # (ofb_deploy/pretrained/vit_fmnist_tiny.fmnist: model.json with recipe, data and per-epoch top-1, + safetensors).
 # About 30 epochs of a 2-core CPU (~1.5 h); resumable after a kill.
-PRETRAINED_DIR ?= runs/pretrained/vit_fmnist_tiny
+PRETRAINED_RUN ?= runs/pretrained/vit_fmnist_tiny
 pretrained: install
-	$(OFB) train --model vit_fmnist_tiny --data fmnist --epochs 30 --lr 2e-3 --seed 0 --resume --out $(PRETRAINED_DIR)
-	$(BIN)/python -m ofb_deploy.models.pretrained $(PRETRAINED_DIR) vit_fmnist_tiny.fmnist
+	$(OFB) train $(PRETRAINED_RUN) --model vit_fmnist_tiny --data fmnist --epochs 30 --lr 2e-3 --seed 0 --resume
+	$(BIN)/python -m ofb_deploy.models.pretrained $(PRETRAINED_RUN)/dense vit_fmnist_tiny.fmnist
 
 # compare: OFB vs magnitude, Torch-Pruning and scratch at equal MACs and epochs, seeds 0 and 1 (after `make run`)
 SEEDS ?= 0,1

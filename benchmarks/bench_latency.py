@@ -53,6 +53,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 def run_case(name: str, case: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Make dense and subnet model folders and ONNX files, then time them interleaved."""
+    from ofb_deploy.artifacts import model_onnx
     from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.slicing import load_subnet, slice_handwritten
     from ofb_deploy.validate.bench import bench
@@ -62,12 +63,13 @@ def run_case(name: str, case: dict[str, Any], work: Path, args: argparse.Namespa
     save_model_dir(dense, dense_dir)
     arch = case["arch"]
     if arch is None:
-        arch = work / name / "arch.json"
+        arch = work / name / "widths_half.json"
         atomic_write_json(arch, _uniform_half(case["model"]))
     summary = slice_handwritten(arch, dense_dir, sub_dir)
-    export_onnx(dense.eval(), dense_dir / "model.onnx")
-    export_onnx(load_subnet(sub_dir), sub_dir / "subnet.onnx")
-    doc = bench(sub_dir / "subnet.onnx", backend="ort-cpu", batches=args.batches, baseline=dense_dir / "model.onnx",
+    dense_onnx, sub_onnx = model_onnx(dense_dir, "model"), model_onnx(sub_dir, "subnet")
+    export_onnx(dense.eval(), dense_onnx)
+    export_onnx(load_subnet(sub_dir), sub_onnx)
+    doc = bench(sub_onnx, backend="ort-cpu", batches=args.batches, baseline=dense_onnx,
                 threads=args.threads, warmup_s=args.warmup_s, min_iters=args.min_iters, min_time_s=args.min_time_s,
                 rounds=args.rounds)  # fmt: skip
     dense_macs = count_macs(dense.spec).total
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ofb_deploy.validate.bench import parse_batches
+    from ofb_deploy.utils.config import parse_batches
     from ofb_deploy.validate.latency import machine_info
 
     try:

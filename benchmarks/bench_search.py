@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.data import DataConfig
 from ofb_deploy.models import count_macs, create_model, save_model_dir
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.search import OfbSupernet, SearchConfig, run_search
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder

@@ -11,8 +11,8 @@ On a machine with an NVIDIA GPU (``make gpu-check``, after ``make run``; ``RUN_D
    (``validate.speed.time_all``), giving the speedup and speedup / FLOPs ratio.
 
 The result goes to ``benchmarks/results/gpu.json`` (GPU model, driver, library versions, builds, parity,
-latency). The run's ``validate/validate.json`` is left alone. Without a GPU the script prints one line saying why
-nothing ran and exits 0.
+latency). The run's validation results (``RunDir.validate_path``) are left alone. Without a GPU the script prints
+one line saying why nothing ran and exits 0.
 
     .venv/bin/python benchmarks/gpu_check.py [--run-dir runs/default] [--batches 1,8,32] [--out FILE]
 """
@@ -34,9 +34,9 @@ log = logging.getLogger("gpu_check")
 
 def ensure_onnx(run: Any) -> None:
     """Export the fp16 and QDQ INT8 ONNX of every exported role that lacks them."""
+    from ofb_deploy.artifacts import ROLES
     from ofb_deploy.errors import ArtifactError
     from ofb_deploy.export.run import add_precision
-    from ofb_deploy.pipeline.run_dir import ROLES
 
     roles = [r for r in ROLES if run.onnx_path(r).is_file()]
     if roles != list(ROLES):
@@ -79,12 +79,12 @@ def judge(entries: list[dict[str, Any]]) -> None:
 
 def check(run_dir: Path, batches: tuple[int, ...], backends: list[str]) -> dict[str, Any]:
     """Build, compare and time ``backends`` on the run; the ``gpu.json`` document."""
-    from ofb_deploy.pipeline import RunDir
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.utils.progress import make_progress
     from ofb_deploy.validate.accuracy import evaluate_all
+    from ofb_deploy.validate.config import ValidateConfig
     from ofb_deploy.validate.speed import time_all
     from ofb_deploy.validate.validate import (
-        ValidateConfig,
         describe_model,
         list_engines,
         runnable_engines,
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ofb_deploy.engines import list_backends
     from ofb_deploy.engines.registry import cuda_device_name
+    from ofb_deploy.utils.config import parse_batches
     from ofb_deploy.utils.io import atomic_write_json
-    from ofb_deploy.validate.bench import parse_batches
     from ofb_deploy.validate.compare import GPU_BACKENDS
     from ofb_deploy.validate.latency import machine_info
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ofb_deploy.cli import main
-from ofb_deploy.cli.info import collect_info
+from ofb_deploy.validate.latency import collect_info
 
 
 def test_info_reports_versions_and_devices(capsys) -> None:
@@ -32,26 +32,26 @@ def _error_line(capsys) -> str:
 
 
 def test_unknown_model_lists_known_models(tmp_path: Path, capsys) -> None:
-    assert main(["train", "--model", "resnet9000", "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", str(tmp_path / "o"), "--model", "resnet9000"]) == 2
     line = _error_line(capsys)
     assert "unknown model" in line and "vit_fmnist_tiny" in line
 
 
 def test_missing_data_root(tmp_path: Path, capsys) -> None:
-    args = ["train", "--model", "test_vit", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]
+    args = ["train", str(tmp_path / "o"), "--model", "test_vit", "--data-root", str(tmp_path / "nowhere")]
     assert main(args) == 3
     assert "dataset-fashion-mnist" in _error_line(capsys)
 
 
 def test_missing_image_folder(tmp_path: Path, capsys) -> None:
-    assert main(["train", "--model", "test_vit", "--data", str(tmp_path / "imgs"), "--out", str(tmp_path / "o")]) == 3
+    assert main(["train", str(tmp_path / "o"), "--model", "test_vit", "--data", str(tmp_path / "imgs")]) == 3
     assert "not found" in _error_line(capsys)
 
 
 def test_corrupt_checkpoint(tmp_path: Path, fmnist_root: Path, capsys) -> None:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    args = ["train", "--model", "test_vit", "--checkpoint", str(bad), "--out", str(tmp_path / "o")]
+    args = ["train", str(tmp_path / "o"), "--model", "test_vit", "--checkpoint", str(bad)]
     assert main(args) == 2
     assert "cannot read checkpoint" in _error_line(capsys)
 
@@ -59,7 +59,7 @@ def test_corrupt_checkpoint(tmp_path: Path, fmnist_root: Path, capsys) -> None:
 def test_unwritable_output_dir(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
-    assert main(["train", "--model", "test_vit", "--out", str(blocker / "out")]) == 4
+    assert main(["train", str(blocker / "out"), "--model", "test_vit"]) == 4
     assert "output directory" in _error_line(capsys)
     assert not (blocker.parent / "out").exists()
 
@@ -68,7 +68,7 @@ def test_unwritable_output_dir(tmp_path: Path, capsys) -> None:
 def test_console_script_bad_input_has_no_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "ofb-deploy"
     proc = subprocess.run(
-        [str(exe), "train", "--model", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [str(exe), "train", str(tmp_path), "--model", "nope"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown model" in proc.stderr

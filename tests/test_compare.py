@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.compare import CompareConfig, compare_run, read_recipe
 from ofb_deploy.compare.baselines import MAC_TOLERANCE, torch_pruning_subnet, uniform_counts
@@ -15,7 +16,6 @@ from ofb_deploy.data import DataConfig
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.finetune import finetune_run
 from ofb_deploy.models import count_macs, create_model, load_model_dir
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.search import SearchConfig, run_search
 from ofb_deploy.slicing import slice_run
 from ofb_deploy.train import TrainConfig, train

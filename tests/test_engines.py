@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
-from ofb_deploy.data import build_splits, make_reader
+from ofb_deploy.data import build_splits, make_reader, model_data
 from ofb_deploy.engines import list_backends, make_runner
 from ofb_deploy.engines.build import build_engine, build_run
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.sidecar import check_sidecar, read_sidecar
 from ofb_deploy.engines.tensorrt_rtx import library_targets
-from ofb_deploy.engines.trt_build import TrtBuildConfig
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError, OfbError
-from ofb_deploy.export.run import data_config_of, export_model_dir
+from ofb_deploy.export.run import export_model_dir
 from ofb_deploy.models.checkpoint import read_model_dir_spec
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.validate.compare import compare_outputs, parity_tolerance, run_runners
 
 RUNNABLE = [b.name for b in list_backends() if b.can_run]
@@ -36,7 +36,7 @@ def exported(trained_test_vit_dir: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def test_reader(trained_test_vit_dir: Path):
     """All 1000 real test images the trained model's data config holds."""
-    splits = build_splits(data_config_of(trained_test_vit_dir), read_model_dir_spec(trained_test_vit_dir))
+    splits = build_splits(model_data(trained_test_vit_dir), read_model_dir_spec(trained_test_vit_dir))
     return make_reader(splits.val, batch_size=100)
 
 

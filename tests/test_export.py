@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from ofb_deploy import create_model, list_models, save_model_dir
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError, ParityError
 from ofb_deploy.export import run as export_run_mod
 from ofb_deploy.export.onnx import check_onnx, convert_fp16, export_onnx
 from ofb_deploy.export.run import ParityChecker, export_model_dir, export_run
-from ofb_deploy.pipeline import RunDir
 
 
 def _export_and_check(name: str, tmp_path: Path, fmnist_root: Path) -> None:

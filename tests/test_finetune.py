@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
+from ofb_deploy.data import run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune import DistillConfig, DistillLoss, finetune_run, kd_loss, resolve_data
+from ofb_deploy.finetune import DistillConfig, DistillLoss, finetune_run, kd_loss
 from ofb_deploy.models import create_model, save_model_dir
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import load_subnet, slice_handwritten
 from ofb_deploy.train import TrainConfig
 from ofb_deploy.utils.io import read_json
@@ -64,10 +67,10 @@ def sliced_run(tmp_path_factory: pytest.TempPathFactory, trained_test_vit_dir: P
 @pytest.mark.slow
 def test_finetune_with_distillation_improves_slice(sliced_run: RunDir) -> None:
     run = sliced_run
-    recorded = resolve_data(run, None)  # taken from the dense model's record
+    recorded = run_data(run)  # taken from the dense model's record
     assert recorded.train_size == read_json(run.dense_dir / "model.json")["data"]["train_size"]
     config = TrainConfig(epochs=2, batch_size=64, lr=1e-3, warmup_epochs=0.1)
-    metrics = finetune_run(run, config, data=dataclasses.replace(recorded, train_size=1024, val_size=512))
+    metrics = finetune_run(run, config, data=recorded.replace(train_size=1024, val_size=512))
     assert metrics["top1"] > metrics["sliced_top1"]
     doc = read_json(run.finetune_dir / "subnet.json")
     assert doc["teacher"] == str(run.dense_dir) and doc["distill"]["alpha"] == 0.5
@@ -106,3 +109,18 @@ def test_finetune_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert code == ModelError.exit_code and "num_classes" in err and len(err.splitlines()) == 1
     assert not (run.finetune_dir / "subnet.json").exists()
+
+
+@pytest.mark.slow
+def test_finetune_under_torchrun_prints_its_summary_once(sliced_run: RunDir, tmp_path: Path) -> None:
+    """Two ranks fine-tune; only rank 0 prints (it used to ask after the process group was gone: every rank)."""
+    script = tmp_path / "cli.py"
+    script.write_text("from ofb_deploy.cli import main\nmain()\n")
+    args = ["finetune", str(sliced_run.root), "--epochs", "1", "--batch-size", "32", "--train-size", "128",
+            "--teacher", "none"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29537", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("fine-tuned") == 1, proc.stdout
+    assert read_json(sliced_run.finetune_dir / "subnet.json")["metrics"]["world_size"] == 2

@@ -12,19 +12,20 @@ import numpy as np
 import pytest
 
 from ofb_deploy import create_model
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
 from ofb_deploy.cli import main
 from ofb_deploy.engines import BACKENDS, list_backends, make_runner
 from ofb_deploy.engines.build import build_engine
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.loaders import trt_provider_options
 from ofb_deploy.engines.ort import ort_session_for
 from ofb_deploy.engines.precision import check_build_precision, inspect_onnx_precision
 from ofb_deploy.engines.tensorrt import bind_tensors
 from ofb_deploy.engines.tensorrt_rtx import device_reason, engine_target_reason, library_targets, resolve_targets
-from ofb_deploy.engines.trt_build import TrtBuildConfig, make_builder_config, parse_onnx
+from ofb_deploy.engines.trt_build import make_builder_config, parse_onnx
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.export.onnx import convert_fp16, export_onnx
-from ofb_deploy.pipeline import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +95,10 @@ def test_rtx_builder_config_has_tf32_off_and_the_widest_targets(rtx: Any, onnx_f
     builder = rtx.Builder(logger)
     network, _parser = parse_onnx(rtx, builder, logger, onnx_files["fp16"])
     assert builder.create_builder_config().get_flag(rtx.BuilderFlag.TF32)  # TensorRT's default
-    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig("fp16"))
+    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig(precision="fp16"))
     assert not config.get_flag(rtx.BuilderFlag.TF32) and info["tf32"] is False
     assert info["compute_capabilities"] == library_targets(rtx) and config.num_compute_capabilities > 1
-    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig("fp16", tf32=True))
+    config, info = make_builder_config(rtx, builder, network, TrtBuildConfig(precision="fp16", tf32=True))
     assert config.get_flag(rtx.BuilderFlag.TF32) and info["tf32"] is True
 
 
@@ -111,7 +112,11 @@ def test_rtx_targets_named_checked_and_recorded(rtx: Any, onnx_files: dict[str, 
             resolve_targets(rtx, ["current"], None)
     engine = tmp_path / "m.engine"
     doc = build_engine(
-        onnx_files["fp16"], engine, "tensorrt-rtx", "fp16", TrtBuildConfig("fp16", (1, 4), None, None, 0, ["SM89"])
+        onnx_files["fp16"],
+        engine,
+        "tensorrt-rtx",
+        "fp16",
+        TrtBuildConfig(precision="fp16", batches=(1, 4), opt_level=0, compute_capabilities=["SM89"]),
     )
     assert doc["compute_capabilities"] == ["sm89"] and doc["skipped_targets"] == {}
 

@@ -138,7 +138,7 @@ def test_machine_info() -> None:
 def test_bench_cli_with_baseline(model_dir: Path, onnx_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = ["bench", str(onnx_path), "--batch", "1,2", "--baseline", str(model_dir), "--min-time-s", "0.05"]
-    assert main([*argv, "--warmup-s", "0.01", "--min-iters", "3", "--threads", "1", "--out", str(out)]) == 0
+    assert main([*argv, "--warmup-s", "0.01", "--min-iters", "3", "--threads", "1", "--json", str(out)]) == 0
     doc = read_json(out)
     assert doc["backend"] == "ort-cpu" and doc["precision"] == "fp32" and set(doc["results"]) == {"1", "2"}
     for row in doc["results"].values():
@@ -150,7 +150,8 @@ def test_bench_cli_with_baseline(model_dir: Path, onnx_path: Path, tmp_path: Pat
 def test_bench_cli_model_folder_on_torch(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     assert (
-        main(["bench", str(model_dir), "--batch", "2", "--min-time-s", "0", "--min-iters", "2", "--out", str(out)]) == 0
+        main(["bench", str(model_dir), "--batch", "2", "--min-time-s", "0", "--min-iters", "2", "--json", str(out)])
+        == 0
     )
     assert read_json(out)["backend"] == "torch"
 

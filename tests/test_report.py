@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.utils.io import atomic_write_json, read_json
-from ofb_deploy.validate.report import PLOTS, build_report, check_targets, render_report
+from ofb_deploy.validate.report import build_report, check_targets, render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +61,7 @@ def test_report_markdown_and_plots(reported: RunDir) -> None:
     for i, heads in enumerate(doc["subnet"]["arch"]["num_heads"]):
         assert f"| {i} | {doc['dense']['arch']['num_heads'][i]} -> {heads} |" in text
     assert "| ort-cpu | 4 |" in text and "FAIL" in text
-    for name in PLOTS:
+    for name in REPORT_PLOTS:
         data = (reported.report_dir / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
         assert f"![{name}]({name})" in text

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.data import DataConfig, build_loader, build_splits
 from ofb_deploy.models import create_model, save_model_dir
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.search import SearchConfig, load_searched_model, run_search
 from ofb_deploy.train import evaluate
 
@@ -67,7 +67,7 @@ def test_search_lands_within_3pct_of_target_and_logs_its_rounds(searched: tuple[
 
 def test_load_searched_model_reproduces_reported_top1(searched: tuple[Path, Path, dict]) -> None:
     root, _, summary = searched
-    model = load_searched_model(RunDir(root / "run").search_dir)
+    model = load_searched_model(RunDir(root / "run"))
     loader = build_loader(build_splits(DATA, model.spec).val, 256, train=False, workers=0)
     assert evaluate(model, loader)["top1"] == pytest.approx(summary["top1"], abs=1e-3)
 
@@ -91,7 +91,7 @@ def test_torchrun_two_processes_keep_identical_search_state(tmp_path: Path) -> N
     script.write_text(
         "import json, os, sys\n"
         "from ofb_deploy.data import DataConfig\n"
-        "from ofb_deploy.pipeline import RunDir\n"
+        "from ofb_deploy.artifacts import RunDir\n"
         "from ofb_deploy.search import SearchConfig, run_search\n"
         "from ofb_deploy.utils import dist\n"
         f"cfg = SearchConfig(**{FAST!r})\n"

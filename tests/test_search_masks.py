@@ -8,7 +8,7 @@ import torch
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import count_macs, create_model, list_models
 from ofb_deploy.search import OfbSupernet, SpaceConfig, build_supernet, parse_flops_target
-from ofb_deploy.search.losses import flops_loss, onehot_loss
+from ofb_deploy.search.losses import budget_loss, onehot_loss
 from ofb_deploy.search.masks import ChannelMask, HeadMask, staircase, staircase2d
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, mim_loss, random_token_mask
 from ofb_deploy.search.space import attn_candidates, embed_candidates, mlp_candidates
@@ -72,14 +72,14 @@ def test_onehot_loss_is_lowest_at_one_hot() -> None:
     assert float(onehot_loss(torch.ones(1))) == 0.0
 
 
-def test_flops_loss_reaches_every_alpha() -> None:
+def test_budget_loss_reaches_every_alpha() -> None:
     torch.manual_seed(0)
     net = OfbSupernet(create_model("test_vit"))
     for i, mask in enumerate(net.masks()):
         _random_alpha(mask, i)
     dense = count_macs(net.spec).total
     assert float(net.soft_macs().detach()) > 0.1 * dense
-    flops_loss(net.soft_macs(), 0.1 * dense, dense).backward()
+    budget_loss(net.soft_macs(), 0.1 * dense, dense).backward()
     for mask in net.masks():
         assert mask.alpha.grad is not None and mask.alpha.grad.abs().sum() > 0, mask.name
         # soft MACs above the target: the gradient favours smaller candidates

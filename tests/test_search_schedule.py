@@ -6,14 +6,15 @@ import math
 
 import pytest
 import torch
+from simulate import simulate_alpha
 
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models
 from ofb_deploy.pipeline.config import load_config
 from ofb_deploy.search import OfbSupernet, SearchConfig
+from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.simulate import simulate_alpha
 
 FMNIST_TRAIN = 60000
 
@@ -21,8 +22,8 @@ FMNIST_TRAIN = 60000
 def _default_search() -> tuple[SearchConfig, int]:
     """The default run's search config and its steps per epoch on the full Fashion-MNIST training set."""
     config = load_config("default")
-    search = config.search_config()
-    images = search.train_size or config.data_config().train_size or FMNIST_TRAIN
+    search = config.search
+    images = search.train_size or config.data.train_size or FMNIST_TRAIN
     return search, math.ceil(images / search.batch_size)
 
 
@@ -66,17 +67,18 @@ def test_guard_keeps_a_round_from_losing_the_target() -> None:
     net = OfbSupernet(create_model("test_vit"))
     dense = count_macs(net.spec).total
     target = 0.3 * dense
+    cost = MacsCost(net.spec)
     # every module would keep only its widest candidate: far above a 30% target
     keep = {m.name: [i == len(m.candidates) - 1 for i in range(len(m.candidates))] for m in net.masks()}
-    assert closest_combination(net, target, dense, keep)[0] > 1.5 * target
-    guarded = guard_round(net, keep, target, dense)
-    macs, _ = closest_combination(net, target, dense, guarded)
+    assert closest_combination(net, cost, target, keep)[0] > 1.5 * target
+    guarded = guard_round(net, keep, cost, target)
+    macs, _ = closest_combination(net, cost, target, guarded)
     assert abs(macs - target) <= GUARD_GAP * target
     for m in net.masks():
         assert guarded[m.name][-1]  # proposed survivors stay
     # a round that keeps a close combination is left alone
     full = {m.name: [True] * len(m.candidates) for m in net.masks()}
-    assert guard_round(net, full, target, dense) == full
+    assert guard_round(net, full, cost, target) == full
 
 
 def test_closest_combination_prefers_probable_candidates_inside_the_band() -> None:
@@ -84,8 +86,9 @@ def test_closest_combination_prefers_probable_candidates_inside_the_band() -> No
     net = OfbSupernet(create_model("test_vit_rgb"))
     dense = count_macs(net.spec).total
     target = 0.5 * dense
-    _, picks = closest_combination(net, target, dense)
+    cost = MacsCost(net.spec)
+    _, picks = closest_combination(net, cost, target)
     assert set(picks) == {m.name for m in net.masks()}
-    opened = finalize_closest(net, target, dense, lam=0.1)
+    opened = finalize_closest(net, cost, target, lam=0.1)
     assert len(opened) == len(net.masks()) and net.all_final
     assert abs(float(net.soft_macs()) - target) <= 0.005 * target

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import random_search
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.data import DataConfig, build_splits
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models, save_model_dir
 from ofb_deploy.models.checkpoint import read_state_dict
 from ofb_deploy.models.vit import LN_EPS
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.slicing import SliceRecord, align_record, load_subnet, slice_run, slice_subnet, split_scales
-from ofb_deploy.slicing.synthetic import random_search
 from ofb_deploy.utils.io import read_json
 
 TOL = 1e-5
@@ -35,7 +35,7 @@ def _mask(values: torch.Tensor, keep: list[int]) -> torch.Tensor:
 
 
 def reference_forward(state: dict, record: SliceRecord, scales: dict | None, x: torch.Tensor) -> torch.Tensor:
-    """Masked forward of the dense weights (contracts.md semantics), no slicing code involved."""
+    """Masked forward of the dense weights (the semantics in slicing/slice.py), no slicing code involved."""
     spec, e = record.dense_arch, list(record.embed_idx)
 
     def scale(key: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -116,7 +116,7 @@ def test_slice_exact_to_search_reference(tmp_path: Path, name: str) -> None:
     run, weights, scales, record = searched(tmp_path, spec, seed=7)
     x = real_images(spec, n=2 if spec.img_size > 64 else 4)
     with torch.no_grad():
-        ref = load_searched_model(run.search_dir)(x)
+        ref = load_searched_model(run)(x)
         slice_run(run)
         out = load_subnet(run.slice_dir)(x)
     assert max_err(out, ref) <= TOL
@@ -248,15 +248,16 @@ def test_handwritten_counts_pick_by_magnitude(tmp_path: Path, capsys) -> None:
     dense_dir = _dense_dir(tmp_path)
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(GOOD))
-    out = tmp_path / "sub"
-    assert main(["slice", "--arch", str(arch), "--checkpoint", str(dense_dir), "--out", str(out)]) == 0
-    model = load_subnet(out)
+    run = RunDir.for_output(tmp_path / "sub")
+    assert main(["slice", str(run.root), "--arch", str(arch), "--checkpoint", str(dense_dir)]) == 0
+    model = load_subnet(run.slice_dir)
     assert model.spec.embed_dim == 24 and model.spec.num_heads == (1, 1) and model.spec.mlp_hidden == (40, 40)
-    record = SliceRecord.load(out / "slice_record.json")
+    assert run.is_done("slice")
+    record = SliceRecord.load(run.slice_dir / "slice_record.json")
     state = read_state_dict(dense_dir / "model.safetensors")
-    # the kept MLP neurons of block 0 are the ones with the largest fc1 + fc2 magnitude
-    fc1 = state["blocks.0.mlp.fc1.weight"].abs().sum(1)
-    fc2 = state["blocks.0.mlp.fc2.weight"].abs().sum(0)
+    # the kept MLP neurons of block 0 are the ones with the largest fc1 + fc2 (squared L2) magnitude
+    fc1 = state["blocks.0.mlp.fc1.weight"].pow(2).sum(1)
+    fc2 = state["blocks.0.mlp.fc2.weight"].pow(2).sum(0)
     score = fc1 / fc1.mean() + fc2 / fc2.mean()
     assert set(record.blocks[0].mlp_idx) == set(score.topk(40).indices.tolist())
     x = real_images(model.spec)
@@ -264,9 +265,10 @@ def test_handwritten_counts_pick_by_magnitude(tmp_path: Path, capsys) -> None:
         assert max_err(model(x), reference_forward(state, record, None, x)) <= TOL
     # a weights file needs --model
     weights = dense_dir / "model.safetensors"
-    args = ["slice", "--arch", str(arch), "--checkpoint", str(weights), "--out", str(tmp_path / "s2")]
+    args = ["slice", str(tmp_path / "s2"), "--arch", str(arch), "--checkpoint", str(weights)]
     assert main(args) == ConfigError.exit_code
     assert main([*args, "--model", "test_vit"]) == 0
+    assert main([*args, "--model", "vit_fmnist_tiny"]) == ModelError.exit_code  # does not fit the weights
 
 
 def _bad(doc: dict, **change) -> dict:
@@ -281,13 +283,12 @@ def _bad(doc: dict, **change) -> dict:
 
 BAD_FILES = {
     "more_heads": (_bad(GOOD, b_heads=3), "heads"),
-    "zero_width": (_bad(GOOD, b_mlp_hidden=0), "positive"),
-    "negative_width": (_bad(GOOD, embed_dim=-4), "positive"),
+    "zero_width": (_bad(GOOD, b_mlp_hidden=0), "blocks[0].mlp_hidden = 0: input should be greater than 0"),
+    "negative_width": (_bad(GOOD, embed_dim=-4), "embed_dim = -4: input should be greater than 0"),
     "too_wide": (_bad(GOOD, b_head_dim=17), "larger"),
     "wrong_blocks": (_bad(GOOD, blocks=GOOD["blocks"][:1]), "2 entries"),
-    "unknown_key": (_bad(GOOD, depth=2), "unknown"),
-    "unknown_block_key": (_bad(GOOD, b_ratio=2), "unknown"),
-    "missing_key": ({"blocks": GOOD["blocks"]}, "missing"),
+    "missing_key": ({"blocks": GOOD["blocks"]}, "embed_dim: missing"),
+    "missing_block_key": (_bad(GOOD, blocks=[{"heads": 1, "head_dim": 8}] * 2), "blocks[0].mlp_hidden: missing"),
     "not_a_number": (_bad(GOOD, b_heads="two"), "integer"),
     "malformed": ('{"embed_dim": 24, "blocks": [', "malformed"),
 }
@@ -300,8 +301,23 @@ def test_handwritten_bad_file_is_one_line(tmp_path: Path, capsys, case: str) -> 
     arch = tmp_path / "arch.json"
     arch.write_text(doc if isinstance(doc, str) else json.dumps(doc))
     out = tmp_path / "sub"
-    code = main(["slice", "--arch", str(arch), "--checkpoint", str(dense_dir), "--out", str(out)])
+    code = main(["slice", str(out), "--arch", str(arch), "--checkpoint", str(dense_dir)])
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
-    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+    assert not out.exists()  # nothing written
+
+
+def test_slice_arch_accepts_the_search_result(tmp_path: Path) -> None:
+    """A copy of the search's own arch document, edited or not, is a width file: extra keys are ignored."""
+    spec = get_arch_spec("test_vit")
+    searched_run, *_ = searched(tmp_path, spec)
+    doc = read_json(searched_run.arch_path)
+    doc["blocks"][1]["mlp_hidden"] = 16  # an edit: the indices still list the search's neurons, the widths win
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    run = RunDir.for_output(tmp_path / "hand")
+    assert main(["slice", str(run.root), "--arch", str(edited), "--checkpoint", str(_dense_dir(tmp_path))]) == 0
+    sub = load_subnet(run.slice_dir).spec
+    assert sub.embed_dim == doc["embed_dim"] and sub.mlp_hidden[1] == 16
+    assert list(sub.num_heads) == [b["heads"] for b in doc["blocks"]]

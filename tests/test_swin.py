@@ -14,8 +14,10 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from synthetic import random_search
 from torch.utils.flop_counter import FlopCounterMode
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import (
     ArchSpec,
@@ -27,11 +29,10 @@ from ofb_deploy.models import (
     list_models,
 )
 from ofb_deploy.models.checkpoint import read_state_dict
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.search import build_supernet, load_searched_model
+from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import TOLERANCE, closest_combination
 from ofb_deploy.slicing import SliceRecord, load_subnet, slice_run, slice_subnet, split_scales
-from ofb_deploy.slicing.synthetic import random_search
 
 SMALL = [*list_models("test_swin*"), "swin_fmnist_tiny"]
 TIMM_224 = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224"]
@@ -184,7 +185,7 @@ def test_finalisation_programme_matches_brute_force(seed: int) -> None:
         combos.append((count_macs(spec).total, score))
     for fraction in (0.35, 0.5, 0.65, 0.8):
         target = fraction * dense
-        macs, picks = closest_combination(net, target, dense, keep)
+        macs, picks = closest_combination(net, MacsCost(net.spec), target, keep)
         chosen = sum(float(lp[picks[m.name]]) for lp, m in zip(logp, net.masks(), strict=True))
         inside = [s for m, s in combos if abs(m - target) <= 0.9 * TOLERANCE * target]
         if inside:  # the most probable combination inside the band, judged on exact MACs
@@ -193,6 +194,26 @@ def test_finalisation_programme_matches_brute_force(seed: int) -> None:
         else:  # else the closest one
             best = min(abs(m - target) for m, _ in combos)
             assert abs(macs - target) <= best + 1e-4 * dense
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_macs_cost_is_the_flops_counter_stage_by_stage(name: str) -> None:
+    """The cost model's terms add up to ``count_macs`` for any stage widths, and its expectation is the soft MACs."""
+    torch.manual_seed(0)
+    net = build_supernet(create_model(name))
+    cost = MacsCost(net.spec)
+    gen = torch.Generator().manual_seed(1)
+    for mask in net.masks():
+        mask.alpha.data = torch.randn(len(mask.candidates), generator=gen)
+    sub = net.spec.with_widths(
+        tuple(m.candidates[0] for m in net.stage_masks),
+        tuple(m.candidates[1][0] for m in net.attn_masks),
+        tuple(m.candidates[1][1] for m in net.attn_masks),
+        tuple(m.candidates[0] for m in net.mlp_masks),
+    )
+    assert cost.of_spec(sub) == count_macs(sub).total and cost.dense == count_macs(net.spec).total
+    expected, soft = cost.expected(net).detach(), net.soft_macs().detach()
+    assert float(expected) == pytest.approx(float(soft), rel=1e-6)
 
 
 # -- slicing ------------------------------------------------------------------------------------------------------
@@ -280,7 +301,7 @@ def test_slice_exact_to_reference_and_search(tmp_path: Path, name: str) -> None:
     x = torch.randn(3, spec.in_chans, spec.img_size, spec.img_size)
     with torch.no_grad():
         ref = reference_forward(weights, record, scales, x)
-        searched = load_searched_model(run.search_dir)(x)
+        searched = load_searched_model(run)(x)
         sliced = slice_subnet(weights, record, scales)(x)
         slice_run(run)
         saved = load_subnet(run.slice_dir)(x)
@@ -290,7 +311,7 @@ def test_slice_exact_to_reference_and_search(tmp_path: Path, name: str) -> None:
     assert load_subnet(run.slice_dir).spec == record.spec
 
 
-def test_handwritten_swin_widths(tmp_path: Path) -> None:
+def test_handwritten_swin_widths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ofb_deploy.cli import main
     from ofb_deploy.models import save_model_dir
 
@@ -298,13 +319,16 @@ def test_handwritten_swin_widths(tmp_path: Path) -> None:
     _perturbed(dense, 2)
     dense_dir = save_model_dir(dense, tmp_path / "dense")
     blocks = [{"heads": 2, "head_dim": 8, "mlp_hidden": 24}] * 4 + [{"heads": 3, "head_dim": 16, "mlp_hidden": 96}]
-    arch = tmp_path / "arch.json"
+    arch = tmp_path / "widths.json"
     arch.write_text(json.dumps({"stage_dims": [16, 32, 64], "blocks": blocks}))
-    assert main(["slice", "--arch", str(arch), "--checkpoint", str(dense_dir), "--out", str(tmp_path / "s")]) == 0
-    sub = load_subnet(tmp_path / "s")
+    assert main(["slice", str(tmp_path / "s"), "--arch", str(arch), "--checkpoint", str(dense_dir)]) == 0
+    capsys.readouterr()
+    sub = load_subnet(RunDir(tmp_path / "s").slice_dir)
     assert sub.spec.stage_dims == (16, 32, 64) and sub.spec.num_heads == (2, 2, 2, 2, 3)
     arch.write_text(json.dumps({"embed_dim": 16, "blocks": blocks}))  # a Swin needs its stage widths
-    assert main(["slice", "--arch", str(arch), "--checkpoint", str(dense_dir), "--out", str(tmp_path / "t")]) != 0
+    assert main(["slice", str(tmp_path / "t"), "--arch", str(arch), "--checkpoint", str(dense_dir)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stage_dims: missing" in err
 
 
 # -- ONNX ---------------------------------------------------------------------------------------------------------
@@ -325,46 +349,3 @@ def test_sliced_swin_exports_with_parity(tmp_path: Path) -> None:
             feed = {"input": np.random.default_rng(batch).normal(size=(batch, 1, 32, 32)).astype(np.float32)}
             out, want = ort_runner.infer(feed)["logits"], ref.infer(feed)["logits"]
             assert out.shape == (batch, 10) and float(np.abs(out - want).max()) < 1e-4
-
-
-# -- the pipeline ---------------------------------------------------------------------------------------------------
-def test_swin_preset_run_config_trains_its_own_dense_model(tmp_path: Path) -> None:
-    from ofb_deploy.pipeline.config import load_config, parse_set
-
-    config = load_config("default", overrides={"model": "swin_fmnist_tiny"})
-    assert config.checkpoint is None and config.out == "runs/swin_fmnist_tiny"  # no shipped Swin checkpoint
-    assert config.train_config().epochs >= 1 and config.search_config().align == 16
-    assert config.search_config().target_flops == "0.5" and config.targets["max_flops_ratio"] <= 0.55
-    quick = load_config("quick", overrides={"model": "swin_fmnist_tiny"})
-    assert quick.out == "runs/quick_swin" and quick.data_config().train_size == 8000  # the quick caps stay
-    path = tmp_path / "mine.yaml"
-    path.write_text(f"checkpoint: {tmp_path}\nsearch: {{align: 8}}\n")
-    mine = load_config("default", path, {"model": "swin_fmnist_tiny", **parse_set(["finetune.epochs=1"])})
-    assert mine.checkpoint == str(tmp_path) and mine.search_config().align == 8 and mine.finetune["epochs"] == 1
-    assert load_config("quick").out == "runs/quick"  # other models are untouched
-
-
-@pytest.mark.slow
-def test_swin_quick_preset_end_to_end(tmp_path: Path) -> None:
-    import time
-
-    from ofb_deploy.cli import main
-    from ofb_deploy.utils.io import read_json
-
-    out = tmp_path / "quick_swin"
-    started = time.perf_counter()
-    assert main(["run", "--preset", "quick", "--model", "swin_fmnist_tiny", "--out", str(out)]) == 0
-    seconds = time.perf_counter() - started
-    report = read_json(out / "report" / "report.json", "report")
-    assert (out / "report" / "report.md").is_file()
-    arch = read_json(out / "search" / "arch.json", "search result")
-    assert arch["base_model"] == "swin_fmnist_tiny" and len(arch["stage_idx"]) == 3
-    assert arch["flops"] <= 0.55 * arch["dense_flops"]
-    assert report["targets"]["flops_ratio"]["passed"]
-    sub = load_subnet(out / "finetune")
-    assert sub.spec.family == "swin" and count_macs(sub.spec).total == arch["flops"]
-    engines = read_json(out / "validate" / "validate.json", "validation")["engines"]
-    ran = {(e["role"], e["backend"], e["precision"]) for e in engines}
-    assert {("dense", "ort-cpu", "fp32"), ("subnet", "ort-cpu", "fp32")} <= ran
-    assert report["subnet"]["top1"] > 50 and report["dense"]["top1"] > 50
-    assert seconds < 240, f"the Swin quick run took {seconds:.0f} s"

@@ -101,14 +101,14 @@ def test_torchrun_ddp_two_processes_on_cpu(tmp_path: Path, fmnist_root: Path) ->
     bin_dir = Path(sys.executable).parent
     torchrun = shutil.which("torchrun", path=str(bin_dir)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the interpreter"
-    out = tmp_path / "ddp"
+    run = tmp_path / "ddp"
     cmd = [torchrun, "--nproc_per_node", "2", "--standalone", "--no-python", str(bin_dir / "ofb-deploy"), "train"]
-    cmd += ["--model", "test_vit", "--data-root", str(fmnist_root), "--train-size", "512", "--epochs", "1"]
-    cmd += ["--batch-size", "32", "--out", str(out)]
+    cmd += [str(run), "--model", "test_vit", "--data-root", str(fmnist_root), "--train-size", "512", "--epochs", "1"]
+    cmd += ["--batch-size", "32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads((out / "model.json").read_text())
+    doc = json.loads((run / "dense" / "model.json").read_text())
     assert doc["metrics"]["world_size"] == 2
     assert doc["metrics"]["top1"] > 10.0
     assert proc.stdout.count("trained test_vit") == 1  # only rank 0 reports

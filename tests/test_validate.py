@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.pipeline import RunDir
 from ofb_deploy.utils.io import read_json
-from ofb_deploy.validate.validate import ValidateConfig, inputs_hash, list_engines, topk, validate_run
+from ofb_deploy.validate.config import ValidateConfig
+from ofb_deploy.validate.validate import inputs_hash, list_engines, topk, validate_run
 
 
 def test_topk_counts_hits_within_k() -> None:

@@ -1,6 +1,14 @@
 """INT8 calibration: one ``CalibrationSource`` for ONNX Runtime, TensorRT 10 calibrators and QDQ ONNX."""
 
-from ofb_deploy.calibrate.qdq import CalibrationMethod, QuantConfig, quantize_qdq
-from ofb_deploy.calibrate.source import CalibrationSource, OrtCalibrationReader
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = ["CalibrationMethod", "CalibrationSource", "OrtCalibrationReader", "QuantConfig", "quantize_qdq"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "CalibrationMethod": "qdq",
+        "CalibrationSource": "source",
+        "OrtCalibrationReader": "source",
+        "QuantConfig": "qdq",
+        "quantize_qdq": "qdq",
+    },
+)

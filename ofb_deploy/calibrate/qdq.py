@@ -1,6 +1,6 @@
 """QDQ INT8 ONNX with ONNX Runtime static quantization (``quantize_static``), cached.
 
-DEPLOY.md: QDQ format, signed int8 activations and per-channel signed weights (S8S8, the only form TensorRT
+QDQ format, signed int8 activations and per-channel signed weights (S8S8, the only form TensorRT
 accepts; zero points are 0 because both are symmetric), and only MatMul/Gemm quantized by default (quantizing
 LayerNorm hurts ViT accuracy). Calibration method MinMax, Entropy or Percentile. The result is cached under
 a key made of the ONNX's sha256, the calibration selection and the quantization config, so a rebuild with the
@@ -18,8 +18,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import qdq_cache_files, qdq_work_files
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
+from ofb_deploy.utils.io import atomic_path, atomic_write_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +96,16 @@ def _entropy_ranges(onnx_path: Path, source: Any, config: QuantConfig, work: Pat
     from onnxruntime.quantization.calibrate import CalibrationMethod as OrtMethod
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
+    augmented, ranges = qdq_work_files(work)
     calibrator = create_calibrator(
         onnx_path,
         list(config.op_types),
-        augmented_model_path=str(work / "augmented.onnx"),
+        augmented_model_path=str(augmented),
         calibrate_method=OrtMethod.Entropy,
         providers=["CPUExecutionProvider"],
         extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128},
     )
     calibrator.collect_data(source.ort_reader())
-    ranges = work / "ranges.json"
     save_tensors_data(calibrator.compute_data(), ranges)
     return ranges
 
@@ -171,10 +172,11 @@ def quantize_qdq(
     if not onnx_path.is_file():
         raise ArtifactError(f"ONNX file not found: {onnx_path} (run `ofb-deploy export` first)")
     key = cache_key(onnx_path, source, config)
-    cached = cache_dir is not None and (Path(cache_dir) / f"{key}.onnx").is_file()
+    cached_onnx, cached_info = qdq_cache_files(cache_dir, key) if cache_dir is not None else (None, None)
+    cached = cached_onnx is not None and cached_onnx.is_file()
     with atomic_path(out_path) as tmp:
         if cached:
-            shutil.copyfile(Path(cache_dir) / f"{key}.onnx", tmp)
+            shutil.copyfile(cached_onnx, tmp)
             log.info("INT8 QDQ: reusing cached calibration %s", key)
         else:
             try:
@@ -184,10 +186,10 @@ def quantize_qdq(
             except Exception as exc:  # ORT's quantizer raises plain exceptions of several kinds
                 raise ArtifactError(f"INT8 quantization of {onnx_path} failed: {str(exc).splitlines()[0]}") from exc
         qdq_nodes = _count_qdq(tmp)
-    if cache_dir is not None and not cached:
-        with atomic_path(Path(cache_dir) / f"{key}.onnx") as tmp:
+    if cached_onnx is not None and not cached:
+        with atomic_path(cached_onnx) as tmp:
             shutil.copyfile(out_path, tmp)
-        atomic_write_json(Path(cache_dir) / f"{key}.json", {"calibration": source.selection, "quant": config.to_dict()})
+        atomic_write_json(cached_info, {"calibration": source.selection, "quant": config.to_dict()})
     if qdq_nodes == 0:
         raise ArtifactError(f"INT8 quantization of {onnx_path} produced no QuantizeLinear nodes")
     return {
@@ -204,9 +206,3 @@ def _count_qdq(path: Path) -> int:
 
     proto = onnx.load(str(path), load_external_data=False)
     return sum(n.op_type == "QuantizeLinear" for n in proto.graph.node)
-
-
-def read_cache_entry(cache_dir: Path, key: str) -> dict[str, Any] | None:
-    """The description stored next to a cached QDQ file, or ``None``."""
-    path = Path(cache_dir) / f"{key}.json"
-    return read_json(path, "calibration cache entry") if path.is_file() else None

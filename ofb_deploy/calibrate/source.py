@@ -5,7 +5,7 @@ model's own preprocessing - size, channels, mean/std) and are materialised once 
 array then feeds ONNX Runtime's ``CalibrationDataReader`` (``ort_reader``), TensorRT 10's
 ``IInt8EntropyCalibrator2`` (``trt_calibrator``) and the QDQ ONNX that strongly typed TensorRT 11 and ONNX
 Runtime use (``quantize_qdq``). ``key`` fingerprints the selection, so cached results (QDQ files, TensorRT
-calibration caches) are reused only for the same images. DEPLOY.md: use >= 500 images for real models.
+calibration caches) are reused only for the same images. Real models want >= 500 calibration images.
 """
 
 from __future__ import annotations
@@ -84,14 +84,11 @@ class CalibrationSource:
             seed: seed of the subset.
             batch_size: images per calibration batch.
         """
-        import dataclasses
-
-        from ofb_deploy.data import DataConfig, as_config, build_splits, make_reader
+        from ofb_deploy.data import as_config, build_splits, make_reader
 
         if num_images < 1:
             raise ConfigError(f"calibration needs at least one image, got {num_images}")
-        cfg = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
-        cfg = dataclasses.replace(cfg, calib_size=num_images, seed=seed)
+        cfg = as_config(data).replace(calib_size=num_images, seed=seed)
         splits = build_splits(cfg, spec, train_augment=False)
         reader = make_reader(splits.calib, batch_size=batch_size, limit=num_images)
         selection = {"data": cfg.to_dict(), "split": "calib", "num_images": len(reader.images), "seed": seed}

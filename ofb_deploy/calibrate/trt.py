@@ -1,6 +1,6 @@
 """TensorRT 10 ``IInt8EntropyCalibrator2`` over a calibration reader, with a calibration cache file.
 
-Only TensorRT 10.x has implicit-quantization calibrators (deprecated since 10.1, removed in 11; DEPLOY.md).
+Only TensorRT 10.x has implicit-quantization calibrators (deprecated since 10.1, removed in 11).
 The class is created inside a function because its base class lives in the ``tensorrt`` module, which is
 imported lazily. Batches go to the GPU through torch CUDA tensors (torch is already a dependency; TensorRT
 only needs a device pointer), kept alive until the next ``get_batch`` call as TensorRT requires. Needs

@@ -1,12 +1,23 @@
-"""The Typer ``app`` every CLI module registers its command on, and the console they print to."""
+"""The Typer ``app`` every CLI module registers its command on, the consoles, and the options commands share.
+
+Options whose values come from a config model show that model's default (``TrainConfig.default("epochs")``), so
+the CLI, the YAML presets and the Python API agree. Every stage takes its run directory as the positional
+argument; ``--data``/``--data-root``/``--skip-bad-images`` choose the data the same way on every command.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+
+if TYPE_CHECKING:
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.data import DataConfig
 
 app = typer.Typer(
     name="ofb-deploy",
@@ -17,6 +28,19 @@ app = typer.Typer(
 )
 console = Console()  # summaries go to stdout; progress and logs to stderr
 err_console = Console(stderr=True)
+
+ALL_HELP = "a count, or 'all'"
+RunArg = Annotated[Path, typer.Argument(help="Run directory.", show_default=False)]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(help="'fmnist' or an ImageFolder folder with train/ and val/ (default: the run's; fmnist first)"),
+]
+DataRootOpt = Annotated[str | None, typer.Option(help="Folder of the Fashion-MNIST .gz files (default: Debian's).")]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad-images", help="Leave out (and count) unreadable ImageFolder images, not fail."),
+]
+TrainSizeOpt = Annotated[str | None, typer.Option(help=f"Cap on training images: {ALL_HELP} (default: the run's).")]
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -31,6 +55,38 @@ def setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     logging.getLogger("ofb_deploy").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def data_for(
+    run: RunDir,
+    data: str | None,
+    data_root: str | None,
+    skip_bad_images: bool = False,
+    train_size: str | None = None,
+) -> DataConfig:
+    """The data a stage command uses: the run's (``data.run_data``), with what the options name changed; checked
+    (``data.dataset_info``: files present, ImageFolder images readable) before the stage imports torch.
+
+    Args:
+        run: the run.
+        data: ``--data`` (a name names the run's data set; another one than the run's is an error).
+        data_root: ``--data-root``.
+        skip_bad_images: ``--skip-bad-images``.
+        train_size: ``--train-size`` (this stage's cap).
+    """
+    from ofb_deploy.data import DataConfig, dataset_info, run_data
+
+    named = {"name": data, "root": data_root}
+    given = {k: v for k, v in named.items() if v is not None}
+    if data_root is not None and data is None:
+        given["name"] = "fmnist"  # a Fashion-MNIST folder
+    cfg = run_data(run, DataConfig(**given) if given else None)
+    changes = {"train_size": train_size} if train_size is not None else {}
+    if skip_bad_images:
+        changes["skip_bad_images"] = True
+    cfg = cfg.replace(**changes) if changes else cfg
+    dataset_info(cfg)
+    return cfg
 
 
 @app.callback()

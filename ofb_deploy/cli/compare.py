@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.choices import Method
+from ofb_deploy.cli._app import RunArg, app, console
+from ofb_deploy.compare.config import CompareConfig
 
-_HELP_METHODS = "Comma-separated: ofb, magnitude, torch-pruning, scratch, torch-pruning-taylor (ofb always runs)."
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    from ofb_deploy.errors import ConfigError
-
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--{what} expects comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ConfigError(f"--{what} is empty")
-    return values
+C = CompareConfig.default
+_HELP_METHODS = f"Comma-separated methods: {', '.join(Method.values())} (ofb is always run)."
+_HELP_BATCH = "Comma-separated ORT CPU batch sizes to time."
 
 
 def compare_table(doc: dict) -> Table:
@@ -45,19 +36,21 @@ def compare_table(doc: dict) -> Table:
 
 @app.command("compare")
 def compare_cli(
-    run_dir: Annotated[Path, typer.Argument(help="A run that finished search, slice and finetune.")],
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (mean and each seed are reported).")] = "0",
-    methods: Annotated[str, typer.Option(help=_HELP_METHODS)] = "ofb,magnitude,torch-pruning,scratch",
-    batch: Annotated[str, typer.Option(help="Comma-separated ORT CPU batch sizes to time.")] = "1,8,32",
-    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
+    run_dir: RunArg,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (mean and each seed are reported).")] = ",".join(
+        map(str, C("seeds"))
+    ),
+    methods: Annotated[str, typer.Option(help=_HELP_METHODS)] = ",".join(C("methods")),
+    batch: Annotated[str, typer.Option(help=_HELP_BATCH)] = ",".join(map(str, C("batches"))),
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = C("threads"),
 ) -> None:
-    """Baselines from the run's dense checkpoint at the OFB subnet's MACs and the same epochs; RUN/compare/."""
-    from ofb_deploy.compare import CompareConfig, compare_run
-    from ofb_deploy.pipeline import RunDir
+    """Baselines from the run's dense checkpoint at the OFB subnet's MACs and the same epochs (RUN's compare)."""
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.compare import compare_run
+    from ofb_deploy.utils.config import parse_batches
 
+    config = CompareConfig(seeds=seeds, methods=methods, batches=parse_batches(batch), threads=threads)
     run = RunDir(run_dir)
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    config = CompareConfig(seeds=_ints(seeds, "seeds"), methods=names, batches=_ints(batch, "batch"), threads=threads)
     doc = compare_run(run, config)
     console.print(compare_table(doc))
     beats = doc["checks"]["ofb_at_or_above"]
@@ -79,17 +72,19 @@ def sweep_table(doc: dict) -> Table:
 
 @app.command("sweep")
 def sweep_cli(
-    run_dir: Annotated[Path, typer.Argument(help="A run that finished search, slice and finetune.")],
+    run_dir: RunArg,
     target_flops: Annotated[str, typer.Option(help="Comma-separated FLOPs targets (0.3,0.5,0.7 or 800M,...).")],
-    batch: Annotated[str, typer.Option(help="Comma-separated ORT CPU batch sizes to time.")] = "1,8,32",
-    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = None,
+    batch: Annotated[str, typer.Option(help=_HELP_BATCH)] = ",".join(map(str, C("batches"))),
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = C("threads"),
 ) -> None:
-    """A searched, fine-tuned subnet per FLOPs target, with the magnitude baseline at each; RUN/sweep/."""
-    from ofb_deploy.compare import CompareConfig, sweep_run
-    from ofb_deploy.pipeline import RunDir
+    """A searched, fine-tuned subnet per FLOPs target, with the magnitude baseline at each (RUN's sweep)."""
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.compare import sweep_run
+    from ofb_deploy.utils.config import parse_batches
 
+    config = CompareConfig(batches=parse_batches(batch), threads=threads)
     run = RunDir(run_dir)
     targets = [t.strip() for t in target_flops.split(",") if t.strip()]
-    doc = sweep_run(run, targets, CompareConfig(batches=_ints(batch, "batch"), threads=threads))
+    doc = sweep_run(run, targets, config)
     console.print(sweep_table(doc))
     console.print(f"results -> {run.sweep_json}")

@@ -8,30 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.cli._app import ALL_HELP, app, console
+from ofb_deploy.export.config import ExportConfig
+
+E = ExportConfig.default
 
 
-@app.command("export")
-def export_cli(
-    target: Annotated[Path, typer.Argument(help="run directory, or a model folder (model.json / subnet.json)")],
-    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17: LayerNorm as one op)")] = 17,
-    fp16: Annotated[bool, typer.Option("--fp16", help="also write the float16 ONNX")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="also write the QDQ INT8 ONNX (calibrated)")] = False,
-    out: Annotated[Path | None, typer.Option(help="output folder for a model folder (default: next to it)")] = None,
-    parity_images: Annotated[int, typer.Option(help="validation images compared against PyTorch")] = 256,
-) -> None:
-    """Export to ONNX with a dynamic batch, check it and compare it with PyTorch on real images."""
-    from ofb_deploy.errors import ConfigError
-    from ofb_deploy.export.run import export_model_dir, export_run
-    from ofb_deploy.pipeline import RunDir
-
-    is_model = (target / "model.json").is_file() or (target / "subnet.json").is_file()
-    if is_model:
-        doc = export_model_dir(target, out, opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
-    elif out is not None:
-        raise ConfigError("--out applies to a model folder; a run directory exports into RUN/export")
-    else:
-        doc = export_run(RunDir(target), opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
+def _parity_table(doc: dict) -> Table:
     table = Table("model", "precision", "file", "max abs", "p99 abs", "cosine", "top-1 agree")
     for role, entry in doc.items():
         if not isinstance(entry, dict) or "fp32" not in entry:
@@ -39,11 +22,33 @@ def export_cli(
         for precision in ("fp32", "fp16", "int8"):
             if precision in entry and "parity" in entry[precision]:
                 p = entry[precision]["parity"]
-                row = (
-                    f"{p['max_abs']:.2e}",
-                    f"{p['p99_abs']:.2e}",
-                    f"{p['cosine']:.6f}",
-                    f"{100 * p['top1_agreement']:.2f}%",
-                )
+                row = (f"{p['max_abs']:.2e}", f"{p['p99_abs']:.2e}", f"{p['cosine']:.6f}",
+                       f"{100 * p['top1_agreement']:.2f}%")  # fmt: skip
                 table.add_row(role, precision, entry[precision]["path"], *row)
-    console.print(table)
+    return table
+
+
+@app.command("export")
+def export_cli(
+    target: Annotated[Path, typer.Argument(help="Run directory, or a model folder.", show_default=False)],
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17: LayerNorm as one op).")] = E("opset"),
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write the float16 ONNX.")] = E("fp16"),
+    int8: Annotated[bool, typer.Option("--int8", help="Also write the QDQ INT8 ONNX (calibrated).")] = E("int8"),
+    out: Annotated[Path | None, typer.Option(help="Output folder for a model folder (default: the folder).")] = None,
+    parity_images: Annotated[str, typer.Option(help=f"Validation images compared against PyTorch: {ALL_HELP}.")] = str(
+        E("parity_images")
+    ),
+) -> None:
+    """Export to ONNX with a dynamic batch, check it and compare it with PyTorch on real images."""
+    from ofb_deploy.artifacts import RunDir, model_stem
+    from ofb_deploy.errors import ConfigError
+    from ofb_deploy.export.run import export_model_dir, export_run
+
+    config = ExportConfig(opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
+    if model_stem(target) is not None:
+        doc = export_model_dir(target, out, config)
+    elif out is not None:
+        raise ConfigError("--out applies to a model folder; a run directory exports into its own export folder")
+    else:
+        doc = export_run(RunDir(target), config)
+    console.print(_parity_table(doc))

@@ -2,47 +2,50 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, TrainSizeOpt, app, console, data_for
+from ofb_deploy.finetune.config import FinetuneConfig
+
+F = FinetuneConfig.default
 
 
 @app.command("finetune")
 def finetune_cli(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory with slice/subnet.*")],
-    epochs: Annotated[int, typer.Option(help="passes over the training set")] = 3,
-    teacher: Annotated[str | None, typer.Option(help="dense model folder (default RUN/dense), or 'none'")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from RUN/finetune/train_state.pt")] = False,
-    batch_size: Annotated[int, typer.Option(help="images per step on each process")] = 128,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 5e-4,
-    alpha: Annotated[float, typer.Option(help="weight of the teacher's soft targets (rest: labels)")] = 0.5,
-    temperature: Annotated[float, typer.Option(help="distillation softmax temperature")] = 4.0,
-    data: Annotated[str | None, typer.Option(help="'fmnist' or an ImageFolder (default: the run's)")] = None,
-    train_size: Annotated[int | None, typer.Option(help="cap on training images (seeded subset)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of shuffling and augmentation")] = 0,
+    run_dir: RunArg,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = F("epochs"),
+    batch_size: Annotated[int, typer.Option(help="Images per step on each process.")] = F("batch_size"),
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = F("lr"),
+    teacher: Annotated[
+        str | None, typer.Option(help="Dense model folder to distil from, or 'none' (default: the run's).")
+    ] = F("teacher"),
+    alpha: Annotated[float, typer.Option(help="Weight of the teacher's soft targets (rest: labels).")] = F("alpha"),
+    temperature: Annotated[float, typer.Option(help="Distillation softmax temperature.")] = F("temperature"),
+    data: DataOpt = None,
+    data_root: DataRootOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    train_size: TrainSizeOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of shuffling and augmentation.")] = F("seed"),
+    resume: Annotated[bool, typer.Option(help="Continue from the fine-tune's resume state.")] = False,
 ) -> None:
-    """Fine-tune RUN/slice with knowledge distillation (soft targets + CE) into RUN/finetune."""
-    import dataclasses
-
-    from ofb_deploy.finetune import DistillConfig, finetune_run, resolve_data
-    from ofb_deploy.pipeline import RunDir
-    from ofb_deploy.train import TrainConfig
-    from ofb_deploy.utils import dist
+    """Fine-tune RUN's sliced subnet with knowledge distillation (soft targets + CE) into its finetune folder."""
+    from ofb_deploy.artifacts import RunDir
 
     run = RunDir(run_dir)
-    data_cfg = resolve_data(run, data)
-    if train_size is not None:
-        data_cfg = dataclasses.replace(data_cfg, train_size=train_size)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.1)
-    distill = DistillConfig(alpha=alpha, temperature=temperature)
-    try:
-        m = finetune_run(run, config, teacher=teacher, resume=resume, data=data_cfg, distill=distill)
-    finally:
-        dist.cleanup()
-    if dist.is_main():
+    ft = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, teacher=teacher, alpha=alpha,
+                        temperature=temperature, seed=seed)  # fmt: skip
+    cfg = data_for(run, data, data_root, skip_bad_images, train_size)
+    from ofb_deploy.finetune import finetune_run  # NOTE: torch loads here, once the inputs are checked
+    from ofb_deploy.utils import dist
+
+    m, main = dist.run_then_cleanup(
+        lambda: finetune_run(
+            run, ft.train_config(), teacher=ft.teacher, resume=resume, data=cfg, distill=ft.distill_config()
+        )  # fmt: skip
+    )
+    if main:
         before = f"sliced {m['sliced_top1']:.2f}% -> " if m.get("sliced_top1") is not None else ""
         done = f"top-1 {before}{m['top1']:.2f}% ({m['time_s']:.0f} s) -> {run.finetune_dir}"
         console.print(f"[bold green]fine-tuned[/] {done}")

@@ -1,14 +1,13 @@
-"""``ofb-deploy report``: render report.json, report.md and the plots of a validated run again."""
+"""``ofb-deploy report``: render the report (JSON, Markdown, plots) of a validated run again."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markdown import Markdown
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.cli._app import RunArg, app, console
 
 
 def print_summary(doc: dict[str, Any]) -> None:
@@ -25,11 +24,11 @@ def print_summary(doc: dict[str, Any]) -> None:
 
 @app.command("report")
 def report_cli(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory whose validate stage is done.")],
+    run_dir: RunArg,
     plots: Annotated[bool, typer.Option(help="Draw the PNG plots too.")] = True,
 ) -> None:
-    """Write RUN/report/report.json (schema: docs/report_schema.md), report.md and PNG plots."""
-    from ofb_deploy.pipeline import RunDir
+    """Write the run's report: JSON (schema: docs/report_schema.md), Markdown and PNG plots."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.validate.report import render_report, report_files
 
     run = RunDir(run_dir)

@@ -9,18 +9,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.choices import BuildBackend, Preset, Stage
+from ofb_deploy.cli._app import DataRootOpt, app, console
+
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config merged over the preset.")]
+PresetOpt = Annotated[Preset, typer.Option(help="Embedded preset to start from.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config key: section.key=value (repeatable).")]
+_BACKENDS = f"Comma-separated backends to build: auto or {', '.join(BuildBackend.values())} (default: the preset's)."
 
 
 def overrides(**flags: Any) -> dict[str, Any]:
-    """CLI flags to a nested config mapping (``None`` flags are left out)."""
-    from ofb_deploy.pipeline.config import deep_merge, parse_set
-    from ofb_deploy.validate.bench import parse_batches
-
+    """CLI flags to a nested config mapping (``None`` flags are left out; the config models check the values)."""
     paths = {
         "out": ("out",), "model": ("model",), "checkpoint": ("checkpoint",), "data": ("data", "name"),
-        "target_flops": ("search", "target_flops"), "epochs": ("train", "epochs"),
+        "data_root": ("data", "root"), "target_flops": ("search", "target_flops"), "epochs": ("train", "epochs"),
         "search_epochs": ("search", "epochs"), "finetune_epochs": ("finetune", "epochs"),
+        "backends": ("build", "backends"), "batch": ("validate", "batches"),
+        "target_latency": ("search", "target_latency"), "latency_table": ("search", "latency_table"),
     }  # fmt: skip
     out: dict[str, Any] = {}
     for flag, path in paths.items():
@@ -30,13 +35,11 @@ def overrides(**flags: Any) -> dict[str, Any]:
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             node[path[-1]] = str(value) if isinstance(value, Path) else value
+    if flags.get("target_latency") is not None and flags.get("target_flops") is None:
+        out["search"]["target_flops"] = None  # a latency budget alone, unless --target-flops asks for both
     if flags.get("no_finetune"):
         out.setdefault("finetune", {})["enabled"] = False
-    if flags.get("backends"):
-        out.setdefault("build", {})["backends"] = [b.strip() for b in flags["backends"].split(",")]
-    if flags.get("batch"):
-        out.setdefault("validate", {})["batches"] = list(parse_batches(flags["batch"]))
-    return deep_merge(out, parse_set(flags.get("set_items") or []))
+    return out
 
 
 def stages_table(result: dict) -> Table:
@@ -50,39 +53,46 @@ def stages_table(result: dict) -> Table:
 
 @app.command("run")
 def run_cli(
-    config: Annotated[Path | None, typer.Option(help="YAML config merged over the preset.")] = None,
-    preset: Annotated[str, typer.Option(help="Embedded preset: default or quick.")] = "default",
+    config: ConfigOpt = None,
+    preset: PresetOpt = Preset.DEFAULT,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: the config's 'out').")] = None,
-    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage on.")] = None,
-    until_stage: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
-    model: Annotated[str | None, typer.Option(help="Dense model name.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Dense weights; skips dense training.")] = None,
+    from_stage: Annotated[Stage | None, typer.Option("--from", help="Re-run from this stage on.")] = None,
+    until_stage: Annotated[Stage | None, typer.Option("--until", help="Stop after this stage.")] = None,
+    model: Annotated[str | None, typer.Option(help="Dense model name (`ofb-deploy models`).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Dense weights or 'pretrained'; skips training.")] = None,
     data: Annotated[str | None, typer.Option(help="'fmnist' or an ImageFolder path.")] = None,
+    data_root: DataRootOpt = None,
     target_flops: Annotated[str | None, typer.Option(help="Search target: fraction (0.5) or MACs (800M).")] = None,
+    target_latency: Annotated[
+        str | None, typer.Option(help="Latency budget (1.5ms) on search.latency_backend at search.latency_batch.")
+    ] = None,
+    latency_table: Annotated[str | None, typer.Option(help="Latency table from `ofb-deploy profile`.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Dense training epochs.")] = None,
     search_epochs: Annotated[int | None, typer.Option(help="Search epochs.")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs.")] = None,
     no_finetune: Annotated[bool, typer.Option("--no-finetune", help="Skip fine-tuning.")] = False,
-    backends: Annotated[str | None, typer.Option(help="Comma-separated backends to build (default: auto).")] = None,
+    backends: Annotated[str | None, typer.Option(help=_BACKENDS)] = None,
     batch: Annotated[str | None, typer.Option(help="Comma-separated batch sizes to validate.")] = None,
-    set_items: Annotated[list[str] | None, typer.Option("--set", help="Any config key: section.key=value.")] = None,
+    set_items: SetOpt = None,
 ) -> None:
     """Run the whole pipeline; finished stages with unchanged inputs are skipped, a killed one resumes."""
+    from ofb_deploy.artifacts import RunDir
     from ofb_deploy.pipeline.config import load_config
     from ofb_deploy.pipeline.run import run_pipeline
 
     flags = {k: v for k, v in locals().items() if k not in ("config", "preset", "from_stage", "until_stage")}
-    cfg = load_config(preset, config, overrides(**flags))
+    cfg = load_config(preset.value, config, overrides(**flags), set_items, check=False)  # run_pipeline checks it
     try:
-        result = run_pipeline(cfg, from_stage=from_stage, until_stage=until_stage)
+        first, last = (stage.value if stage else None for stage in (from_stage, until_stage))
+        result = run_pipeline(cfg, from_stage=first, until_stage=last)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: run the same command again to resume where it stopped")
         raise typer.Exit(130) from None
     console.print(stages_table(result))
-    report_json = Path(result["run_dir"]) / "report" / "report.json"
-    if report_json.is_file() and "report" in result["stages"]:
+    run = RunDir(result["run_dir"])
+    if run.report_json_path.is_file() and "report" in result["stages"]:
         from ofb_deploy.cli.report import print_summary
         from ofb_deploy.utils.io import read_json
 
-        print_summary(read_json(report_json, "report"))
-        console.print(f"report -> {report_json.with_suffix('.md')}")
+        print_summary(read_json(run.report_json_path, "report"))
+        console.print(f"report -> {run.report_md_path}")

@@ -1,4 +1,4 @@
-"""``ofb-deploy search``: OFB search of a dense model under a FLOPs target into ``RUN/search/``."""
+"""``ofb-deploy search``: OFB search of a dense model under a FLOPs target into a run's search folder."""
 
 from __future__ import annotations
 
@@ -7,59 +7,84 @@ from typing import Annotated
 
 import typer
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.choices import ScoreInit
+from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, app, console, data_for
+from ofb_deploy.search.config import SearchConfig
 
-_HELP_CKPT = "dense model: a folder from 'ofb-deploy train' or a .safetensors/.pth file (default: RUN/dense)"
-_HELP_TARGET = "FLOPs target: a fraction of the dense model (0.5) or MACs (1.2G, 800M)"
+S = SearchConfig.default
+_HELP_CKPT = "Dense model folder, or a .safetensors/.pth file with --model (default: the run's dense model)."
+_HELP_TARGET = "FLOPs target: a fraction of the dense model (0.5) or MACs (1.2G, 800M)."
 
 
 @app.command("search")
 def search_cli(
-    out: Annotated[Path, typer.Option(help="run directory; results go to RUN/search/")],
-    model: Annotated[str | None, typer.Option(help="registry name (needed for a bare weights file)")] = None,
+    run_dir: RunArg,
     checkpoint: Annotated[Path | None, typer.Option(help=_HELP_CKPT)] = None,
-    data: Annotated[str, typer.Option(help="'fmnist' or an ImageFolder folder with train/ and val/")] = "fmnist",
-    data_root: Annotated[str | None, typer.Option(help="folder of the Fashion-MNIST .gz files")] = None,
-    target_flops: Annotated[str | None, typer.Option(help=_HELP_TARGET)] = None,
-    epochs: Annotated[int | None, typer.Option(help="search epochs (default 1)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="images per step on each process (default 128)")] = None,
-    train_size: Annotated[int | None, typer.Option(help="cap on training images searched on (default: all)")] = None,
-    prune_every: Annotated[int | None, typer.Option(help="steps between pruning rounds (default 20)")] = None,
+    model: Annotated[str | None, typer.Option(help="Registry name of a weights file's model.")] = None,
+    data: DataOpt = None,
+    data_root: DataRootOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    target_flops: Annotated[
+        str | None, typer.Option(help=_HELP_TARGET + f" Default {S('target_flops')}; none with --target-latency.")
+    ] = None,
+    target_latency: Annotated[str | None, typer.Option(help="Latency budget such as 1.5ms (predicted).")] = None,
+    latency_table: Annotated[Path | None, typer.Option(help="Table from `ofb-deploy profile`.")] = None,
+    latency_backend: Annotated[str, typer.Option(help="Backend to profile without a table.")] = S("latency_backend"),
+    latency_batch: Annotated[int, typer.Option(help="Batch to profile without a table.")] = S("latency_batch"),
+    epochs: Annotated[int, typer.Option(help="Search epochs.")] = S("epochs"),
+    batch_size: Annotated[int, typer.Option(help="Images per step on each process.")] = S("batch_size"),
+    train_size: Annotated[str | None, typer.Option(help="Cap on training images searched on: a count, or 'all'.")] = S(
+        "train_size"
+    ),
+    prune_every: Annotated[int, typer.Option(help="Steps between pruning rounds.")] = S("prune_every"),
     alpha_lr: Annotated[
-        float | None, typer.Option(help="peak lr of the architecture logits (default: 0.4 / prune_every)")
-    ] = None,  # fmt: skip
-    w_flops: Annotated[float | None, typer.Option(help="weight of the FLOPs loss (default 5)")] = None,
-    score_init: Annotated[str | None, typer.Option(help="importance score init: random or magnitude")] = None,
-    distill: Annotated[bool | None, typer.Option("--distill/--no-distill", help="distil from the dense model")] = None,
-    align: Annotated[int | None, typer.Option(help="candidate widths are multiples of this (default 8)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of data order, masks and scores")] = 0,
-    workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process)")] = 0,
-    resume: Annotated[bool, typer.Option(help="continue from RUN/search/search_state.pt")] = False,
+        float | None, typer.Option(help="Peak lr of the architecture logits (default: alpha_move / prune_every).")
+    ] = S("alpha_lr"),
+    w_flops: Annotated[float, typer.Option(help="Weight of the FLOPs loss.")] = S("w_flops"),
+    score_init: Annotated[ScoreInit, typer.Option(help="Importance score init.")] = S("score_init"),
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the dense model.")] = S(
+        "distill"
+    ),
+    align: Annotated[int, typer.Option(help="Candidate widths are multiples of this.")] = S("align"),
+    seed: Annotated[int, typer.Option(help="Seed of data order, masks and scores.")] = S("seed"),
+    workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process).")] = S("workers"),
+    resume: Annotated[bool, typer.Option(help="Continue from the search's resume state.")] = False,
 ) -> None:
     """Search a subnet with OFB (bi-mask, one-hot + FLOPs loss, PMIM, progressive pruning); torchrun for DDP."""
-    from ofb_deploy.data import DataConfig
-    from ofb_deploy.pipeline import RunDir
-    from ofb_deploy.search import SearchConfig, run_search
+    from ofb_deploy.artifacts import RunDir, model_stem
+    from ofb_deploy.models.checkpoint import checkpoint_model
+
+    run = RunDir.for_output(run_dir)
+    if target_flops is None and target_latency is None:
+        target_flops = S("target_flops")
+    elif target_flops is not None and target_flops.lower() == "none":
+        target_flops = None
+    config = SearchConfig(target_flops=target_flops, target_latency=target_latency,
+                          latency_table=None if latency_table is None else str(latency_table),
+                          latency_backend=latency_backend, latency_batch=latency_batch, epochs=epochs,
+                          batch_size=batch_size, train_size=train_size,
+                          prune_every=prune_every, alpha_lr=alpha_lr, w_flops=w_flops, score_init=score_init,
+                          distill=distill, align=align, seed=seed, workers=workers)  # fmt: skip
+    cfg = data_for(run, data, data_root, skip_bad_images)
+    dense = checkpoint if checkpoint is not None else run.dense_dir
+    if model_stem(dense) is not None:
+        checkpoint_model(dense, model)  # a --model naming another model fails before torch loads
+    from ofb_deploy.search import run_search  # NOTE: torch loads here, once the inputs are checked
     from ofb_deploy.utils import dist
 
-    given = {"target_flops": target_flops, "epochs": epochs, "batch_size": batch_size, "train_size": train_size,
-             "prune_every": prune_every, "alpha_lr": alpha_lr, "w_flops": w_flops, "score_init": score_init,
-             "distill": distill, "align": align}  # fmt: skip
-    config = SearchConfig(seed=seed, workers=workers, **{k: v for k, v in given.items() if v is not None})
-    data_cfg = DataConfig(name=data, root=data_root, seed=seed)
-    try:
-        res = run_search(RunDir(out, create=True), config, dense_checkpoint=checkpoint, model_name=model,
-                         data=data_cfg, resume=resume)  # fmt: skip
-        main = dist.is_main()  # asked before cleanup: afterwards every rank looks like rank 0
-    finally:
-        dist.cleanup()
+    res, main = dist.run_then_cleanup(
+        lambda: run_search(run, config, dense_checkpoint=checkpoint, model_name=model, data=cfg, resume=resume)
+    )
     if main and "stopped_after_epoch" in res:
         console.print(f"search stopped after epoch {res['stopped_after_epoch']}; continue with --resume")
     elif main:
-        opened = f", {len(res['unconverged'])} module(s) chosen at the end" if res["unconverged"] else ""
+        opened = f", {len(res['unconverged'])} module(s) chosen jointly" if res["unconverged"] else ""
+        target = f" (target {res['target_flops'] / 1e6:.2f})" if res["target_flops"] else ""
+        lat = res.get("latency")
+        latency = f", {lat['predicted_ms']:.3f} ms predicted (target {lat['target_ms']:.3f})" if lat else ""
         console.print(
             f"[bold green]searched[/] {res['base_model']}: "
-            f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs "
-            f"(target {res['target_flops'] / 1e6:.2f}), {res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
-            f"(soft {res['top1_soft']:.2f}%){opened}, {res['search_seconds']:.0f} s -> {out}/search"
+            f"{res['flops'] / 1e6:.2f}/{res['dense_flops'] / 1e6:.2f} MMACs{target}{latency}, "
+            f"{res['params'] / 1e3:.1f}k params, top-1 {res['top1']:.2f}% "
+            f"(soft {res['top1_soft']:.2f}%){opened}, {res['search_seconds']:.0f} s -> {run.search_dir}"
         )

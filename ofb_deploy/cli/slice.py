@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ofb_deploy.cli._app import app, console
-from ofb_deploy.errors import ConfigError
+from ofb_deploy.cli._app import RunArg, app, console
+from ofb_deploy.slicing.config import ALIGN_CHOICES, SliceConfig
+
+_HELP_ARCH = "Widths to slice the dense model to: a width file, or a copy of a search's arch document."
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -30,23 +32,19 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 @app.command("slice")
 def slice_cli(
-    run_dir: Annotated[Path | None, typer.Argument(help="Run directory with search/arch.json.")] = None,
-    align: Annotated[int, typer.Option(help="Round widths up to a multiple of 8, 16 or 64.")] = 1,
-    arch: Annotated[Path | None, typer.Option(help="Hand-written widths (counts) instead of a search.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Dense model folder or weights file (with --arch).")] = None,
-    model: Annotated[str | None, typer.Option(help="Registry name when --checkpoint is a weights file.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (with --arch).")] = None,
+    run_dir: RunArg,
+    align: Annotated[
+        int, typer.Option(help=f"Round widths up to a multiple: {', '.join(map(str, ALIGN_CHOICES))}.")
+    ] = SliceConfig.default("align"),
+    arch: Annotated[Path | None, typer.Option(help=_HELP_ARCH)] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="With --arch: dense model (default: the run's).")] = None,
+    model: Annotated[str | None, typer.Option(help="With --arch: registry name of a weights file's model.")] = None,
 ) -> None:
-    """Slice the searched subnet into a plain dense model (RUN/slice/), or a dense checkpoint to --arch widths."""
-    from ofb_deploy.pipeline import RunDir
-    from ofb_deploy.slicing import slice_handwritten, slice_run
+    """Slice the searched subnet into RUN's slice folder, or (--arch) the dense model to given widths."""
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.slicing import slice_run
 
-    if arch is not None:
-        if checkpoint is None or out is None or run_dir is not None:
-            raise ConfigError("--arch needs --checkpoint DENSE and --out DIR (and no RUN_DIR)")
-        summary = slice_handwritten(arch, checkpoint, out, model=model, align=align)
-        return _print_summary(summary, out)
-    if run_dir is None:
-        raise ConfigError("give a RUN_DIR, or --arch FILE --checkpoint DENSE --out DIR")
-    run = RunDir(run_dir)
-    _print_summary(slice_run(run, align=align), run.slice_dir)
+    config = SliceConfig(align=align)
+    run = RunDir.for_output(run_dir) if arch is not None else RunDir(run_dir)
+    summary = slice_run(run, config.align, arch=arch, checkpoint=checkpoint, model=model)
+    _print_summary(summary, run.slice_dir)

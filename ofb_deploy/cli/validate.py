@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ofb_deploy.cli._app import app, console
+from ofb_deploy.choices import Backend
+from ofb_deploy.cli._app import ALL_HELP, RunArg, app, console
+from ofb_deploy.validate.config import ValidateConfig
+
+V = ValidateConfig.default
 
 
 def summary_table(doc: dict) -> Table:
@@ -45,24 +48,23 @@ def speedup_table(doc: dict) -> Table:
 
 @app.command("validate")
 def validate_cli(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory (dense/, slice/ or finetune/, engines/).")],
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes to time.")] = "1,8,32",
-    backends: Annotated[str | None, typer.Option(help="Comma-separated backends (default: all built).")] = None,
-    val_size: Annotated[int | None, typer.Option(help="Cap on validation images.")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ort-cpu).")] = None,
-    min_time_s: Annotated[float, typer.Option(help="Fewest timed seconds per model and batch.")] = 1.0,
-    no_latency: Annotated[bool, typer.Option("--no-latency", help="Accuracy only.")] = False,
+    run_dir: RunArg,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes to time.")] = ",".join(map(str, V("batches"))),
+    backends: Annotated[
+        str | None, typer.Option(help=f"Comma-separated backends (default: all built): {', '.join(Backend.values())}.")
+    ] = None,
+    val_size: Annotated[str | None, typer.Option(help=f"Validation images: {ALL_HELP} (default: all).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ort-cpu).")] = V("threads"),
+    min_time_s: Annotated[float, typer.Option(help="Fewest timed seconds per model and batch.")] = V("min_time_s"),
+    no_latency: Annotated[bool, typer.Option("--no-latency", help="Accuracy only.")] = not V("latency"),
 ) -> None:
     """Top-1/top-5 of every engine vs PyTorch, and dense-vs-subnet latency interleaved per backend and batch."""
-    from ofb_deploy.pipeline import RunDir
-    from ofb_deploy.validate.bench import parse_batches
-    from ofb_deploy.validate.validate import ValidateConfig, validate_run
+    from ofb_deploy.artifacts import RunDir
+    from ofb_deploy.utils.config import parse_batches
+    from ofb_deploy.validate.validate import validate_run
 
-    config = ValidateConfig(
-        batches=parse_batches(batch),
-        backends=tuple(b.strip() for b in backends.split(",")) if backends else None,
-        val_size=val_size, threads=threads, min_time_s=min_time_s, latency=not no_latency,
-    )  # fmt: skip
+    config = ValidateConfig(batches=parse_batches(batch), backends=backends, val_size=val_size, threads=threads,
+                            min_time_s=min_time_s, latency=not no_latency)  # fmt: skip
     run = RunDir(run_dir)
     doc = validate_run(run, config)
     console.print(summary_table(doc))

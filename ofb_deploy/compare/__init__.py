@@ -4,8 +4,16 @@
 (``ofb-deploy sweep``) repeats OFB and the magnitude baseline over several FLOPs targets.
 """
 
-from ofb_deploy.compare.methods import METHODS, RunRecipe, read_recipe
-from ofb_deploy.compare.run import CompareConfig, compare_run
-from ofb_deploy.compare.sweep import sweep_run
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = ["METHODS", "CompareConfig", "RunRecipe", "compare_run", "read_recipe", "sweep_run"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "METHODS": "methods",
+        "CompareConfig": "config",
+        "RunRecipe": "methods",
+        "compare_run": "run",
+        "read_recipe": "methods",
+        "sweep_run": "sweep",
+    },
+)

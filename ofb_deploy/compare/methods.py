@@ -7,13 +7,12 @@ own artifacts, so the baselines get exactly the same starting point, fine-tune r
 
 (rounded up, so a baseline never gets fewer epochs than OFB). OFB spends the search passes searching (its
 weights train as it searches) and the rest fine-tuning; every baseline spends the whole budget fine-tuning. A
-method folder (``RunDir.compare_method_dir``) is done when its ``result.json`` exists; a killed fine-tune resumes
+method folder (``RunDir.compare_method_dir``) is done when its result file exists; a killed fine-tune resumes
 from its per-epoch state.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -21,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import METHOD_FILES, RunDir, model_json
+from ofb_deploy.choices import Method
 from ofb_deploy.compare.baselines import scratch_subnet, torch_pruning_subnet, uniform_counts, write_counts
-from ofb_deploy.data import DataConfig, build_splits
+from ofb_deploy.data import DataConfig, build_splits, run_data
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.finetune.run import finetune_model, finetune_run, load_teacher, resolve_data
+from ofb_deploy.finetune.run import finetune_model, finetune_run, load_teacher
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import load_model_dir, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.run import run_search
 from ofb_deploy.slicing.run import SUBNET_STEM, slice_handwritten, slice_run
@@ -37,7 +37,7 @@ from ofb_deploy.utils.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ofb", "magnitude", "torch-pruning", "scratch", "torch-pruning-taylor")
+METHODS = Method.values()
 DEFAULT_METHODS = METHODS[:4]  # Taylor on request: `--methods ...,torch-pruning-taylor`
 TAYLOR_BATCH = 256  # training images whose cross-entropy gradient scores the units
 
@@ -49,9 +49,9 @@ class RunRecipe:
     Args:
         run_dir: the run.
         data: its data (the fine-tune's).
-        search: its search settings (``arch.json``).
+        search: its search settings (``RunDir.arch_path``).
         search_data: the data the search saw (a cap may make a search epoch shorter than a full pass).
-        finetune: its fine-tune settings (``finetune/subnet.json``).
+        finetune: its fine-tune settings (the JSON of ``RunDir.finetune_dir``).
         align: its slice alignment.
         search_passes: search epochs times the share of the training set they saw.
         budget_epochs: the epochs every baseline fine-tunes (``ceil(search_passes) + finetune.epochs``).
@@ -74,17 +74,19 @@ class RunRecipe:
 def read_recipe(run_dir: RunDir) -> RunRecipe:
     """The recipe of a run that went through search, slice and finetune (one line if a stage is missing)."""
     arch = read_json(run_dir.require(run_dir.arch_path, "run `ofb-deploy search` first"), "search result")
-    ft_path = run_dir.finetune_dir / f"{SUBNET_STEM}.json"
+    ft_path = model_json(run_dir.finetune_dir, SUBNET_STEM)
     ft_doc = read_json(run_dir.require(ft_path, "run `ofb-deploy finetune` first (compare needs a fine-tuned run)"))
     search = SearchConfig.from_dict(arch["config"])
     finetune = TrainConfig.from_dict(ft_doc["config"])
-    data = resolve_data(run_dir, None)
+    data = run_data(run_dir)
     search_data = DataConfig.from_dict(arch["data"])
     spec = load_model_dir(run_dir.dense_dir).spec
+    if spec.family != "vit":  # NOTE: the uniform-width and Torch-Pruning baselines prune a ViT's identical blocks
+        raise ConfigError(f"compare and sweep cover ViT models only; {spec.base_model} is a {spec.family} model")
     full = len(build_splits(data, spec).train)
     seen = len(build_splits(search_data, spec).train)
     passes = search.epochs * seen / full
-    align = int(read_json(run_dir.slice_dir / f"{SUBNET_STEM}.json").get("align", 1))
+    align = int(read_json(model_json(run_dir.slice_dir, SUBNET_STEM)).get("align", 1))
     budget = math.ceil(passes - 1e-9) + finetune.epochs
     return RunRecipe(run_dir, data, search, search_data, finetune, align, passes, budget)
 
@@ -138,15 +140,15 @@ def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = No
     run = recipe.run_dir
     same = seed == recipe.search.seed == recipe.finetune.seed and target in (None, recipe.search.target_flops)
     if same:
-        doc = read_json(run.finetune_dir / f"{SUBNET_STEM}.json")
+        doc = read_json(model_json(run.finetune_dir, SUBNET_STEM))
         return _result(folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True)
     sub = RunDir(folder / METHOD_FILES["run"], create=True)
-    search = dataclasses.replace(recipe.search, seed=seed, target_flops=target or recipe.search.target_flops)
+    search = recipe.search.replace(seed=seed, target_flops=target or recipe.search.target_flops)
     if not sub.is_done("search"):
         run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
     if not sub.is_done("slice"):
         slice_run(sub, align=recipe.align)
-    config = dataclasses.replace(recipe.finetune, seed=seed)
+    config = recipe.finetune.replace(seed=seed)
     metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
     seconds = round(time.perf_counter() - started, 1)
     return _result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
@@ -188,7 +190,7 @@ def make_baseline(
         raise ConfigError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
     splits = build_splits(recipe.data, student.spec)
     teacher = load_teacher(recipe.run_dir, None, student)
-    config = dataclasses.replace(recipe.finetune, epochs=recipe.budget_epochs, seed=seed)
+    config = recipe.finetune.replace(epochs=recipe.budget_epochs, seed=seed)
     meta = {"source_model": method, "data": recipe.data.to_dict(), "teacher": str(recipe.dense_dir)}
     metrics = finetune_model(student.train(), splits, folder, config, teacher=teacher, resume=True, meta=meta,
                              state_path=folder / METHOD_FILES["state"])  # fmt: skip

@@ -17,7 +17,7 @@ def _batch(doc: dict[str, Any]) -> str:
 
 
 def plot_methods(doc: dict[str, Any], path: Path) -> None:
-    """``compare.png``: each method's mean top-1 (bar: min..max over seeds) against its latency; dense as a star."""
+    """``RunDir.compare_plot``: each method's mean top-1 (min..max over seeds) against its latency; dense: a star."""
     plt = _pyplot()
     batch = _batch(doc)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -39,7 +39,7 @@ def plot_methods(doc: dict[str, Any], path: Path) -> None:
 
 
 def plot_pareto(doc: dict[str, Any], path: Path) -> None:
-    """``sweep.png``: top-1 against latency per method over the FLOPs targets (one line per method)."""
+    """``RunDir.sweep_plot``: top-1 against latency per method over the FLOPs targets (one line per method)."""
     plt = _pyplot()
     batch = _batch(doc)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -1,4 +1,4 @@
-"""``compare_run``: OFB against the pruning baselines on one budget, into ``RUN/compare/compare.json``.
+"""``compare_run``: OFB against the pruning baselines on one budget, into ``RunDir.compare_json``.
 
 For every seed, OFB comes first (the run's own result at the run's seed, a nested search + fine-tune at other
 seeds); then each baseline is cut from the same dense checkpoint to the OFB subnet's MACs and fine-tuned with the
@@ -11,58 +11,21 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
-from ofb_deploy.compare.methods import DEFAULT_METHODS, METHODS, RunRecipe, dense_top1, make_method, read_recipe
+from ofb_deploy.compare.config import CompareConfig
+from ofb_deploy.compare.methods import RunRecipe, dense_top1, make_method, read_recipe
 from ofb_deploy.data import build_splits, make_reader
-from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
 from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """What ``compare_run`` does.
-
-    Args:
-        seeds: seeds of every method (OFB re-searches at seeds other than the run's).
-        methods: methods to run (``ofb`` is always included: the others are held at its MACs).
-        batches: ORT CPU batch sizes timed.
-        threads: ORT CPU threads (``None``: every core this process may use).
-        warmup_s: warm-up per model and batch.
-        min_iters: fewest timed iterations per model and batch.
-        min_time_s: fewest timed seconds per model and batch.
-        rounds: interleaving rounds per batch.
-    """
-
-    seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    batches: tuple[int, ...] = (1, 8, 32)
-    threads: int | None = None
-    warmup_s: float = 0.2
-    min_iters: int = 10
-    min_time_s: float = 1.0
-    rounds: int = 6
-
-    def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"compare seeds must be distinct and at least one, got {list(self.seeds)}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"unknown compare method(s) {unknown}; methods: {', '.join(METHODS)}")
-        if "ofb" not in self.methods:
-            object.__setattr__(self, "methods", ("ofb", *self.methods))
-        if not self.batches or any(b < 1 for b in self.batches):
-            raise ConfigError(f"compare batches must be positive, got {list(self.batches)}")
 
 
 def _label(method: str, seed: int) -> str:
@@ -133,7 +96,7 @@ def _checks(methods: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
-    """Run every method at every seed (finished ones are read back), time them, write ``compare.json``.
+    """Run every method at every seed (finished ones are read back), time them, write ``RunDir.compare_json``.
 
     Args:
         run_dir: a run that finished search, slice and finetune.
@@ -174,7 +137,7 @@ def _document(run_dir: RunDir, recipe: RunRecipe, config: CompareConfig, results
     return {
         "schema_version": SCHEMA_VERSION,
         "run_dir": str(run_dir.root),
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        "config": config.to_dict(),
         "budget": {
             "epochs": recipe.budget_epochs,
             "search_passes": round(recipe.search_passes, 4),

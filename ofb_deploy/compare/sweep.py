@@ -1,4 +1,4 @@
-"""``sweep_run``: OFB and the magnitude baseline over several FLOPs targets, into ``RUN/sweep/sweep.json``.
+"""``sweep_run``: OFB and the magnitude baseline over several FLOPs targets, into ``RunDir.sweep_json``.
 
 Each target gets a searched, fine-tuned OFB subnet (a nested run; the run's own result where the target is the
 run's) and the magnitude baseline at that subnet's MACs with the same epochs (``methods.py``). All models and
@@ -12,13 +12,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import METHOD_FILES, RunDir
+from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.methods import dense_top1, make_method, read_recipe
-from ofb_deploy.compare.run import CompareConfig, time_models
+from ofb_deploy.compare.run import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.pipeline.run_dir import METHOD_FILES, RunDir
 from ofb_deploy.search.space import resolve_flops_target
 from ofb_deploy.utils.io import atomic_write_json
 
@@ -28,7 +29,7 @@ SWEEP_METHODS = ("ofb", "magnitude")
 
 
 def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None = None) -> dict[str, Any]:
-    """Search, fine-tune and time OFB and the magnitude baseline at every FLOPs target; write ``sweep.json``.
+    """Search, fine-tune and time OFB and the magnitude baseline at every FLOPs target; write ``RunDir.sweep_json``.
 
     Args:
         run_dir: a run that finished search, slice and finetune (its dense model, data and recipe are reused).

@@ -1,29 +1,25 @@
 """Data: Fashion-MNIST and ImageFolder sets fitted to a model, seeded splits, loaders and numpy readers."""
 
-from ofb_deploy.data.datasets import (
-    DataConfig,
-    DatasetInfo,
-    DataSplits,
-    as_config,
-    build_splits,
-    dataset_info,
-    seeded_subset,
-)
-from ofb_deploy.data.loader import build_loader, make_reader, set_epoch
-from ofb_deploy.data.readers import ArrayReader, CalibrationReader, Feed
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "ArrayReader",
-    "CalibrationReader",
-    "DataConfig",
-    "DataSplits",
-    "DatasetInfo",
-    "Feed",
-    "as_config",
-    "build_loader",
-    "build_splits",
-    "dataset_info",
-    "make_reader",
-    "seeded_subset",
-    "set_epoch",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ArrayReader": "readers",
+        "CalibrationReader": "readers",
+        "DataConfig": "config",
+        "DataSplits": "datasets",
+        "DatasetInfo": "info",
+        "Feed": "readers",
+        "as_config": "info",
+        "build_loader": "loader",
+        "build_splits": "datasets",
+        "dataset_info": "info",
+        "make_reader": "loader",
+        "model_data": "resolve",
+        "record_run_data": "resolve",
+        "run_data": "resolve",
+        "seeded_subset": "datasets",
+        "set_epoch": "loader",
+    },
+)

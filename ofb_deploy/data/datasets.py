@@ -9,77 +9,18 @@ Caps (``train_size``, ``val_size``) are seeded subsets too, so every quick run s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
 
 from ofb_deploy.data import fmnist
-from ofb_deploy.data.transforms import FIT_MODES, adapt_batch
-from ofb_deploy.errors import ConfigError, DataError
+from ofb_deploy.data.config import DataConfig
+from ofb_deploy.data.info import DatasetInfo, as_config, dataset_info, image_folder_dir
+from ofb_deploy.data.transforms import adapt_batch
+from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.utils.config import from_mapping
-
-FMNIST_NAMES = ("fmnist", "fashion-mnist", "fashion_mnist")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data and how much of it.
-
-    Args:
-        name: ``fmnist`` or the path of an ImageFolder tree with ``train/`` and ``val/``.
-        root: folder of the Fashion-MNIST ``.gz`` files (default: the Debian location).
-        seed: seed of every subset drawn (caps and calibration).
-        calib_size: calibration images (a subset of the training set).
-        train_size: cap on training images (``None``: all).
-        val_size: cap on validation images (``None``: all).
-        fit: ``auto``, ``pad`` or ``resize``: how a data set's image size is fitted to the model input.
-    """
-
-    name: str = "fmnist"
-    root: str | None = None
-    seed: int = 0
-    calib_size: int = 512
-    train_size: int | None = None
-    val_size: int | None = None
-    fit: str = "auto"
-
-    def __post_init__(self) -> None:
-        for key in ("calib_size", "train_size", "val_size"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ConfigError(f"data {key} must be a positive integer, got {value!r}")
-        if self.fit not in FIT_MODES:
-            raise ConfigError(f"unknown fit mode {self.fit!r}; modes: {', '.join(FIT_MODES)}")
-
-    @property
-    def is_fmnist(self) -> bool:
-        """True for Fashion-MNIST, false for an ImageFolder path."""
-        return self.name.lower() in FMNIST_NAMES
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> DataConfig:
-        """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        return from_mapping(cls, data, "data config")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a data set before building it."""
-
-    name: str
-    num_classes: int
-    in_chans: int
-    native_size: int | None  # None when images vary in size (ImageFolder)
-    classes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -91,11 +32,6 @@ class DataSplits:
     calib: Dataset
     num_classes: int
     info: DatasetInfo
-
-
-def as_config(data: DataConfig | str) -> DataConfig:
-    """A ``DataConfig`` from itself or from a name/path string."""
-    return data if isinstance(data, DataConfig) else DataConfig(name=str(data))
 
 
 class AdaptedImages(Dataset):
@@ -137,34 +73,6 @@ def seeded_subset(dataset: Dataset, size: int | None, seed: int, salt: int = 0) 
     return Subset(dataset, torch.randperm(n, generator=gen)[:size].sort().values.tolist())
 
 
-def _image_folder_dir(cfg: DataConfig) -> Path:
-    root = Path(cfg.name).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root} (use 'fmnist' or an ImageFolder tree with train/ and val/)")
-    for sub in ("train", "val"):
-        if not (root / sub).is_dir():
-            raise DataError(f"data folder {root} has no {sub}/ subfolder (ImageFolder layout: train/ and val/)")
-    return root
-
-
-def dataset_info(data: DataConfig | str) -> DatasetInfo:
-    """Classes, channels and native size of a data set, without reading its images.
-
-    Args:
-        data: a ``DataConfig`` or a name/path.
-    """
-    cfg = as_config(data)
-    if cfg.is_fmnist:
-        if cfg.root is not None:  # a root given by hand must hold the files; the default may still download
-            fmnist.find_root(cfg.root, download=False)
-        return DatasetInfo("fmnist", len(fmnist.CLASSES), 1, fmnist.NATIVE_SIZE, fmnist.CLASSES)
-    root = _image_folder_dir(cfg)
-    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
-    if not classes:
-        raise DataError(f"{root / 'train'} holds no class folders")
-    return DatasetInfo(str(root), len(classes), 3, None, classes)
-
-
 def _fmnist_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:
     train_x, train_y = fmnist.load_fmnist("train", cfg.root)
     test_x, test_y = fmnist.load_fmnist("test", cfg.root)
@@ -186,39 +94,6 @@ def _seeded_splits(cfg: DataConfig, train: Any, plain_train: Any, val: Any, info
     )
 
 
-def _folder_transform(spec: ArchSpec, training: bool) -> Any:
-    import timm.data
-    from torchvision import transforms
-
-    tf = timm.data.create_transform(
-        input_size=(spec.in_chans, spec.img_size, spec.img_size),
-        is_training=training,
-        mean=spec.mean,
-        std=spec.std,
-        interpolation="bicubic",
-        crop_pct=0.875,
-    )
-    # NOTE: PIL opens images as RGB; a grey model gets one channel before timm's transform.
-    mode = transforms.Grayscale(1) if spec.in_chans == 1 else transforms.Lambda(lambda im: im.convert("RGB"))
-    return transforms.Compose([mode, tf])
-
-
-def _folder_splits(cfg: DataConfig, spec: ArchSpec, train_augment: bool) -> DataSplits:
-    from torchvision.datasets import ImageFolder
-
-    root = _image_folder_dir(cfg)
-    info = dataset_info(cfg)
-    try:
-        train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, train_augment))
-        plain_train = ImageFolder(str(root / "train"), transform=_folder_transform(spec, False))
-        val = ImageFolder(str(root / "val"), transform=_folder_transform(spec, False))
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"cannot read ImageFolder {root}: {exc}") from exc
-    if val.classes != train.classes:
-        raise DataError(f"{root}: val/ classes differ from train/ classes")
-    return _seeded_splits(cfg, train, plain_train, val, info)
-
-
 def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool = True) -> DataSplits:
     """Train / val / calibration sets fitted to ``spec`` (size, channels, mean/std).
 
@@ -228,7 +103,14 @@ def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool 
         train_augment: augment the training set (off for search statistics or feature extraction).
     """
     cfg = as_config(data)
-    splits = _fmnist_splits(cfg, spec, train_augment) if cfg.is_fmnist else _folder_splits(cfg, spec, train_augment)
+    if cfg.is_fmnist:
+        splits = _fmnist_splits(cfg, spec, train_augment)
+    else:
+        from ofb_deploy.data.folder import folder_sets
+
+        info = dataset_info(cfg)
+        train, plain_train, val = folder_sets(image_folder_dir(cfg), spec, train_augment, cfg.skip_bad_images)
+        splits = _seeded_splits(cfg, train, plain_train, val, info)
     if splits.num_classes > spec.num_classes:
         raise ConfigError(f"data set has {splits.num_classes} classes but the model only {spec.num_classes} outputs")
     return splits

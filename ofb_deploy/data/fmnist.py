@@ -14,11 +14,14 @@ import logging
 import os
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ofb_deploy.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -125,4 +128,6 @@ def _load_cached(split: str, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     labels = read_idx(folder / FILES[split][1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"Fashion-MNIST {split} in {folder}: images {images.shape} do not match labels {labels.shape}")
+    import torch  # NOTE: here, not at the top: finding the files (dataset_info) must not need torch
+
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

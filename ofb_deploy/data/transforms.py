@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ofb_deploy.choices import FitMode
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 
-FIT_MODES = ("auto", "pad", "resize")
+FIT_MODES = FitMode.values()
 SHIFT_PX = 2  # augmentation: random translation of up to this many pixels (the padded-crop of CIFAR/MNIST work)
 
 

@@ -1,32 +1,24 @@
 """Inference backends behind one ``Runner`` interface, their loaders, the backend registry and engine builds.
 
-``build_engine`` / ``build_run`` (``engines.build``) import export and calibration code, so they are loaded on
-first use; importing this package stays cheap and never imports an optional backend library.
+Everything loads on first use (``utils.lazy``): importing this package never imports an optional backend library,
+and ``build_engine`` / ``build_run`` (which import export and calibration code) load only when called.
 """
 
-from __future__ import annotations
+from ofb_deploy.utils.lazy import lazy_exports
 
-from typing import Any
-
-from ofb_deploy.engines.base import Runner, TensorSpec
-from ofb_deploy.engines.registry import BACKENDS, PRECISIONS, BackendStatus, list_backends, make_runner
-
-__all__ = [
-    "BACKENDS",
-    "PRECISIONS",
-    "BackendStatus",
-    "Runner",
-    "TensorSpec",
-    "build_engine",
-    "build_run",
-    "list_backends",
-    "make_runner",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("build_engine", "build_run"):
-        from ofb_deploy.engines import build
-
-        return getattr(build, name)
-    raise AttributeError(f"module 'ofb_deploy.engines' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "BACKENDS": "registry",
+        "PRECISIONS": "registry",
+        "BackendStatus": "registry",
+        "BuildConfig": "config",
+        "Runner": "base",
+        "TensorSpec": "base",
+        "TrtBuildConfig": "config",
+        "build_engine": "build",
+        "build_run": "build",
+        "list_backends": "registry",
+        "make_runner": "registry",
+    },
+)

@@ -1,6 +1,6 @@
 """The build stage: an engine (plus JSON sidecar) per model role, backend and precision.
 
-Which ONNX a build starts from depends on the backend's typing (DEPLOY.md):
+Which ONNX a build starts from depends on the backend's typing:
 
 =====================  ======================  ======================  ==========================
 backend                fp32                    fp16                    int8
@@ -29,19 +29,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import ROLES, RunDir, ort_trt_cache_dir, runtime_cache_path, trt_calib_cache
+from ofb_deploy.engines.config import DEFAULT_BATCHES, TrtBuildConfig
 from ofb_deploy.engines.precision import check_build_precision
-from ofb_deploy.engines.registry import (
-    BACKENDS,
-    DEFAULT_BATCHES,
-    PRECISIONS,
-    cuda_device_name,
-    require_backend,
-)
-from ofb_deploy.engines.sidecar import ort_trt_cache_dir, runtime_cache_path, write_sidecar
+from ofb_deploy.engines.registry import BACKENDS, PRECISIONS, cuda_device_name, require_backend
+from ofb_deploy.engines.sidecar import write_sidecar
 from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
-from ofb_deploy.engines.trt_build import TrtBuildConfig, build_serialized_engine
+from ofb_deploy.engines.trt_build import build_serialized_engine
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.utils.io import atomic_path, atomic_write_bytes, sha256_json
 
 log = logging.getLogger(__name__)
@@ -131,7 +126,7 @@ def build_engine(
 
     Args:
         onnx_path: the ONNX matching the backend's typing (see the module table).
-        engine_path: destination engine file; the sidecar is ``engine_path + ".json"``.
+        engine_path: destination engine file; the sidecar is ``artifacts.sidecar_path(engine_path)``.
         backend: one of ``BACKENDS`` except ``torch``.
         precision: ``fp32``, ``fp16`` or ``int8``; refused when the ONNX does not hold it.
         config: build options (batches for every backend; workspace, timing cache, optimisation level,
@@ -188,16 +183,15 @@ def _onnx_for(run_dir: RunDir, role: str, backend: str, precision: str) -> tuple
 
 def _calibrator(run_dir: RunDir, role: str, onnx_path: Path, calib_images: int | None) -> Any:
     from ofb_deploy.calibrate import CalibrationSource
-    from ofb_deploy.export.run import data_config_of
+    from ofb_deploy.data import run_data
     from ofb_deploy.models.checkpoint import read_model_dir_spec
     from ofb_deploy.utils.io import sha256_file
 
-    model_dir = run_dir.model_dir(role)
-    spec = read_model_dir_spec(model_dir)
-    data = data_config_of(model_dir, run_dir)
+    spec = read_model_dir_spec(run_dir.model_dir(role))
+    data = run_data(run_dir)
     source = CalibrationSource.from_data(data, spec, num_images=calib_images or data.calib_size, seed=data.seed)
     key = sha256_json({"onnx": sha256_file(onnx_path), "calib": source.key, "method": "entropy2"})[:20]
-    cache = run_dir.calib_dir / f"{key}.trtcache"
+    cache = trt_calib_cache(run_dir.calib_dir, key)
     # NOTE: the build gives the calibrator its own profile (min = opt = max = its batch), independent of --batch
     return source.trt_calibrator(import_trt("tensorrt"), cache, batch_size=CALIB_BATCH)
 
@@ -223,7 +217,7 @@ def build_run(
         precision: ``fp32``, ``fp16`` or ``int8``.
         batches: batch sizes the profile covers (min/opt/max).
         workspace_mb: TensorRT workspace limit in MiB.
-        timing_cache: TensorRT timing cache file (default: the run's ``build/timing.cache``).
+        timing_cache: TensorRT timing cache file (default: the run's ``RunDir.timing_cache_path``).
         opt_level: TensorRT builder optimisation level 0..5.
         calib_images: calibration images for TensorRT 10 INT8 (default: the run's data ``calib_size``).
         compute_capabilities: TensorRT-RTX targets (default: every target the library knows).
@@ -235,11 +229,12 @@ def build_run(
     require_backend(backend)
     if compute_capabilities and backend != "tensorrt-rtx":
         raise ConfigError(f"--compute-capability applies to tensorrt-rtx only, not {backend}")
-    roles = [r for r in ("dense", "subnet") if run_dir.onnx_path(r, "fp32").is_file()]
+    roles = [r for r in ROLES if run_dir.onnx_path(r, "fp32").is_file()]
     if not roles:
         raise ArtifactError(f"no ONNX in {run_dir.export_dir}: run `ofb-deploy export {run_dir.root}` first")
     cache = timing_cache if timing_cache is not None else run_dir.timing_cache_path
-    config = TrtBuildConfig(precision, tuple(batches), workspace_mb, cache, opt_level, list(compute_capabilities), tf32)
+    config = TrtBuildConfig(precision=precision, batches=batches, workspace_mb=workspace_mb, timing_cache=cache,
+                            opt_level=opt_level, compute_capabilities=compute_capabilities, tf32=tf32)  # fmt: skip
     built = {}
     for role in roles:
         onnx_path, weak = _onnx_for(run_dir, role, backend, precision)
@@ -255,3 +250,30 @@ def build_run(
     }
     run_dir.mark_done("build", sha256_json(engines), engines=engines)
     return built
+
+
+def build_plan(run_dir: RunDir, plan: list[tuple[str, str]], batches: tuple[int, ...]) -> dict[str, Any]:
+    """Build every ``(backend, precision)`` of ``plan`` (``BuildConfig.plan``); one backend's failure is logged and
+    recorded, not fatal, unless nothing could be built.
+
+    Args:
+        run_dir: the run (its export stage is done).
+        plan: the pairs to build.
+        batches: batch sizes the profiles cover.
+    """
+    built, failed = [], {}
+    for backend, precision in plan:
+        try:
+            build_run(run_dir, backend, precision, batches)
+            built.append(f"{backend}:{precision}")
+        except ConfigError:
+            raise
+        except Exception as exc:  # one backend's failure (its library, an unsupported op) must not stop the rest
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("build %s %s failed: %s", backend, precision, reason)
+            failed[f"{backend}:{precision}"] = reason
+    if not built:
+        raise ArtifactError(f"no engine could be built: {failed}")
+    record = run_dir.stage_record("build") or {}
+    run_dir.mark_done("build", record.get("inputs_hash", ""), engines=record.get("engines", {}), failed=failed)
+    return {"built": built, "failed": failed}

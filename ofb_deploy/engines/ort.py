@@ -1,9 +1,9 @@
 """``OrtRunner``: ONNX Runtime on the CPU, CUDA or TensorRT execution provider (backends ``ort-*``).
 
 The session comes from ``OrtSessionFromOnnx`` (``ort_session_for`` picks its TensorRT EP options), or is passed
-in. Inputs and outputs are matched by name; a float16 model's float32 I/O (DEPLOY.md: inputs/outputs stay
-float32) needs no casting here. On a GPU provider ``bind()`` copies the batch to the device once with an
-``IOBinding`` so timed runs exclude host-device copies.
+in. Inputs and outputs are matched by name; a float16 model's float32 I/O (the float16 export keeps its inputs
+and outputs float32) needs no casting here. On a GPU provider ``bind()`` copies the batch to the device once
+with an ``IOBinding`` so timed runs exclude host-device copies.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ def ort_session_for(
     """
     if provider != "trt":
         return OrtSessionFromOnnx(path, provider=provider, threads=threads)
+    from ofb_deploy.artifacts import ort_trt_cache_dir, sidecar_path
+    from ofb_deploy.engines.config import DEFAULT_BATCHES
     from ofb_deploy.engines.loaders import batch_profile
-    from ofb_deploy.engines.registry import DEFAULT_BATCHES
-    from ofb_deploy.engines.sidecar import ort_trt_cache_dir, read_sidecar, sidecar_path
+    from ofb_deploy.engines.sidecar import read_sidecar
 
     if path.suffix == ".engine" and sidecar_path(path).is_file():
         doc = read_sidecar(path)
@@ -98,11 +99,6 @@ class OrtRunner(Runner):
 
     def _input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(i.name, tuple(i.shape), _ORT_DTYPES.get(i.type, i.type)) for i in self.session.get_inputs()]
-
-    def output_specs(self) -> list[TensorSpec]:
-        """The model's outputs (names, shapes, dtypes)."""
-        self._require_active()
-        return [TensorSpec(o.name, tuple(o.shape), _ORT_DTYPES.get(o.type, o.type)) for o in self.session.get_outputs()]
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]

@@ -1,6 +1,6 @@
 """The precision an ONNX file carries, and the check that a build's ``--precision`` matches it.
 
-DEPLOY.md: strongly typed builders (TensorRT 11, TensorRT-RTX) take every tensor's type from the ONNX, and
+Strongly typed builders (TensorRT 11, TensorRT-RTX) take every tensor's type from the ONNX, and
 ONNX Runtime runs the graph it is given, so a precision flag cannot change what the file holds: an fp32 ONNX
 built "as int8" gives an fp32 engine labelled int8. What the file holds is read from the graph itself:
 

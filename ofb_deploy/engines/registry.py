@@ -19,7 +19,6 @@ from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
 TRT_INSTALL = "pip install 'ofb-deploy[gpu]' (tensorrt, from NVIDIA's package index) on a machine with a CUDA GPU"
 RTX_INSTALL = "pip install tensorrt-rtx"
 
@@ -71,12 +70,23 @@ def cuda_device_capability() -> tuple[int, int] | None:
         return None
 
 
-def _module_version(module: str) -> str | None:
+def probe_module(module: str) -> tuple[str | None, str]:
+    """``(version, "")`` when ``module`` imports, else ``(None, why not)``; never raises.
+
+    Args:
+        module: an importable name (``onnxruntime``, ``tensorrt`` ...).
+    """
     try:
         mod = importlib.import_module(module)
-    except Exception:  # missing package, missing shared library, or no driver: all mean unavailable
-        return None
-    return str(getattr(mod, "__version__", "installed"))
+    except Exception as exc:  # missing package, missing shared library, or no driver: all mean unavailable
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return None, f"{type(exc).__name__}: {first}"
+    return str(getattr(mod, "__version__", "installed")), ""
+
+
+def module_version(module: str) -> str | None:
+    """The version of ``module``, or ``None`` when it does not import (see ``probe_module``)."""
+    return probe_module(module)[0]
 
 
 ORT_ARTIFACTS = {
@@ -89,7 +99,7 @@ ORT_ARTIFACTS = {
 def _ort_status(name: str) -> BackendStatus:
     provider = name.split("-", 1)[1]
     artifact = ORT_ARTIFACTS[name]
-    version = _module_version("onnxruntime") or ""
+    version = module_version("onnxruntime") or ""
     if not version:
         return BackendStatus(name, False, False, "onnxruntime is not installed: pip install onnxruntime", "", artifact)
     if ort_provider_available(provider):
@@ -119,7 +129,7 @@ TRT_ARTIFACTS = {
 
 def _trt_status(name: str) -> BackendStatus:
     module, install = ("tensorrt_rtx", RTX_INSTALL) if name == "tensorrt-rtx" else ("tensorrt", TRT_INSTALL)
-    version = _module_version(module)
+    version = module_version(module)
     if version is None:
         return BackendStatus(name, False, False, f"{module} is not installed: {install}", "", TRT_ARTIFACTS[name])
     if name == "tensorrt-rtx":

@@ -1,9 +1,9 @@
 """Engine sidecars: ``<engine>.json`` next to every built engine file.
 
-Engines are tied to the GPU model and the library version (DEPLOY.md), so the sidecar records both, plus the
+Engines are tied to the GPU model and the library version, so the sidecar records both, plus the
 precision, the batch profile, input/output names and shapes, the sha256 of the ONNX it was built from and of
-the engine itself. Caches a backend keeps next to an engine are named here too (engines may live outside a run
-directory, so ``RunDir`` cannot name them).
+the engine itself. The sidecar's name, and those of the caches a backend keeps next to an engine, come from
+``ofb_deploy.artifacts`` (``sidecar_path``, ``runtime_cache_path``, ``ort_trt_cache_dir``).
 ``check_sidecar`` refuses a sidecar that is incomplete or no longer matches its files.
 """
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import sidecar_path
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file
 
@@ -30,21 +31,6 @@ REQUIRED = (
     "onnx_sha256",
     "engine_sha256",
 )
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    return Path(f"{engine_path}.json")
-
-
-def runtime_cache_path(engine_path: Path) -> Path:
-    """``model.engine`` -> ``model.engine.runtime.cache``: TensorRT-RTX's specialised kernels for this GPU."""
-    return Path(f"{engine_path}.runtime.cache")
-
-
-def ort_trt_cache_dir(engine_path: Path) -> Path:
-    """``model.engine`` -> ``model.engine.trtcache/``: the ONNX Runtime TensorRT EP's engine and timing caches."""
-    return Path(f"{engine_path}.trtcache")
 
 
 def write_sidecar(engine_path: Path, onnx_path: Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -118,8 +118,8 @@ class TrtRunner(Runner):
         cls, target: Path, library: str = "tensorrt", precision: str = "fp32", name: str | None = None
     ) -> TrtRunner:
         """A runner for an ``.engine`` file, or one that builds ``target`` if it is an ``.onnx``."""
+        from ofb_deploy.engines.config import TrtBuildConfig
         from ofb_deploy.engines.loaders import TrtEngineFromOnnx, TrtEngineFromPath
-        from ofb_deploy.engines.trt_build import TrtBuildConfig
 
         if Path(target).suffix == ".onnx":
             loader: Any = TrtEngineFromOnnx(Path(target), TrtBuildConfig(precision=precision), library)
@@ -134,8 +134,9 @@ class TrtRunner(Runner):
 
     def _check_compatible(self) -> None:
         """Engines are tied to the library version, the GPU model (TensorRT) or the targets (RTX): check the sidecar."""
+        from ofb_deploy.artifacts import sidecar_path
         from ofb_deploy.engines.registry import backend_status, cuda_device_capability, cuda_device_name
-        from ofb_deploy.engines.sidecar import read_sidecar, sidecar_path
+        from ofb_deploy.engines.sidecar import read_sidecar
 
         path = self._engine_path()
         if path is None or not sidecar_path(path).is_file():
@@ -184,7 +185,7 @@ class TrtRunner(Runner):
         self._stream = torch.cuda.Stream()
 
     def _runtime_cache_path(self) -> Path | None:
-        from ofb_deploy.engines.sidecar import runtime_cache_path
+        from ofb_deploy.artifacts import runtime_cache_path
 
         path = self._engine_path()
         return runtime_cache_path(path) if path is not None else None

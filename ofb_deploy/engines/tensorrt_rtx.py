@@ -18,31 +18,17 @@ eagerly (at shape-setting time), with a runtime cache file next to the engine so
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.engines.tensorrt import TrtRunner
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "tensorrt_rtx"
 TURING = "sm75"
 KERNEL_SPECIALIZATION = "eager"
-
-
-class RtxRunner(TrtRunner):
-    """``TrtRunner`` on ``tensorrt_rtx``.
-
-    Args:
-        engine: serialized engine bytes or a loader returning them.
-        precision: label for ``describe()``.
-        name: label for reports.
-    """
-
-    def __init__(self, engine: Any, precision: str = "fp32", name: str | None = None) -> None:
-        super().__init__(engine, library=LIBRARY, precision=precision, name=name)
 
 
 def sm_name(capability: tuple[int, int]) -> str:
@@ -65,7 +51,7 @@ def has_float32_matmul(trt: Any, network: Any) -> bool:
     return False
 
 
-def resolve_targets(trt: Any, requested: list[str], network: Any) -> tuple[list[str], dict[str, str]]:
+def resolve_targets(trt: Any, requested: Sequence[str], network: Any) -> tuple[list[str], dict[str, str]]:
     """The targets to build for, and the default targets left out with the reason.
 
     Args:
@@ -164,17 +150,3 @@ def save_runtime_cache(cache: Any, cache_path: Path | None) -> None:
     blob = cache.serialize()
     if blob is not None and len(blob):
         atomic_write_bytes(cache_path, bytes(blob))
-
-
-def build_rtx_engine(onnx_path: Path, config: Any, info: dict[str, Any] | None = None) -> bytes:
-    """Build a serialized TensorRT-RTX engine (on the CPU when there is no GPU).
-
-    Args:
-        onnx_path: fp32, float16 or QDQ ONNX (the precision is the ONNX's: RTX networks are strongly typed).
-        config: build options (``trt_build.TrtBuildConfig``).
-        info: filled with the profile, I/O and targets for the sidecar.
-    """
-    from ofb_deploy.engines.tensorrt import import_trt
-    from ofb_deploy.engines.trt_build import build_serialized_engine
-
-    return build_serialized_engine(import_trt(LIBRARY), Path(onnx_path), config, info=info)

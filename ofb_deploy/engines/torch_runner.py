@@ -21,7 +21,7 @@ class TorchRunner(Runner):
     """Eager PyTorch inference.
 
     Args:
-        model: an ``nn.Module``, a model folder (``model.json``/``subnet.json`` plus safetensors) or a loader.
+        model: an ``nn.Module``, a model folder (``artifacts.model_stem``) or a loader.
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"`` too).
         threads: intra-op CPU threads while active (``None``: leave torch's setting).
         name: label for reports.

@@ -1,6 +1,6 @@
 """One engine builder for TensorRT 10, TensorRT 11 and TensorRT-RTX.
 
-All three share the API DEPLOY.md lists: ``Builder.create_network``, ``OnnxParser``, ``set_memory_pool_limit``,
+All three share one API: ``Builder.create_network``, ``OnnxParser``, ``set_memory_pool_limit``,
 an optimization profile with min/opt/max batch, a timing cache and ``build_serialized_network``. They differ in
 typing, detected at run time from the imported module (``is_strongly_typed``):
 
@@ -17,56 +17,15 @@ records which. TensorRT-RTX builds without a GPU for the compute capabilities in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.engines.registry import DEFAULT_BATCHES
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.tensorrt import is_strongly_typed, library_name
-from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.errors import ArtifactError
 from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrtBuildConfig:
-    """Engine build options.
-
-    Args:
-        precision: ``fp32``, ``fp16`` or ``int8`` (strongly typed builds check that the ONNX matches).
-        batches: batch sizes the profile must cover; min/opt/max are min, median and max of them.
-        workspace_mb: workspace memory pool limit in MiB (``None``: TensorRT's default).
-        timing_cache: file to load the timing cache from and save it back to.
-        opt_level: builder optimisation level 0..5 (``None``: default 3).
-        compute_capabilities: TensorRT-RTX targets such as ``["sm89", "sm120"]`` or ``["current"]``; empty:
-            every target the installed TensorRT-RTX can build for (see ``tensorrt_rtx.resolve_targets``).
-        tf32: allow TF32 matmuls in fp32 layers (faster on Ampere and newer, ~1e-3 relative error).
-    """
-
-    precision: str = "fp32"
-    batches: tuple[int, ...] = DEFAULT_BATCHES
-    workspace_mb: int | None = None
-    timing_cache: Path | None = None
-    opt_level: int | None = None
-    compute_capabilities: list[str] = field(default_factory=list)
-    tf32: bool = False
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise ConfigError(f"unknown precision {self.precision!r}; choose fp32, fp16 or int8")
-        if not self.batches or min(self.batches) < 1:
-            raise ConfigError(f"batch sizes must be positive integers, got {self.batches}")
-        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"builder optimisation level must be 0..5, got {self.opt_level}")
-        if self.workspace_mb is not None and self.workspace_mb < 1:
-            raise ConfigError(f"workspace must be >= 1 MiB, got {self.workspace_mb}")
-
-    @property
-    def profile(self) -> tuple[int, int, int]:
-        """(min, opt, max) batch: opt is the median requested size."""
-        ordered = sorted(set(self.batches))
-        return ordered[0], ordered[len(ordered) // 2], ordered[-1]
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:

@@ -1,14 +1,17 @@
 """ONNX export with parity checks, float16 conversion and the export stage."""
 
-from ofb_deploy.export.onnx import check_onnx, convert_fp16, export_onnx
-from ofb_deploy.export.run import ParityChecker, export_model, export_model_dir, export_run
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "ParityChecker",
-    "check_onnx",
-    "convert_fp16",
-    "export_model",
-    "export_model_dir",
-    "export_onnx",
-    "export_run",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ExportConfig": "config",
+        "ParityChecker": "run",
+        "check_onnx": "onnx",
+        "convert_fp16": "onnx",
+        "export_model": "run",
+        "export_model_dir": "run",
+        "export_onnx": "onnx",
+        "export_run": "run",
+    },
+)

@@ -1,6 +1,6 @@
 """ONNX export of an ``OfbViT``: one file, dynamic batch, opset >= 17, checked; and float16 conversion.
 
-DEPLOY.md: opset >= 17 keeps LayerNorm one ``LayerNormalization`` op (a decomposed LayerNorm overflows in FP16);
+Opset >= 17 keeps LayerNorm one ``LayerNormalization`` op (a decomposed LayerNorm overflows in FP16);
 the batch axis is dynamic; ``onnx.checker`` and shape inference run on every file. We export with
 ``torch.onnx.export(dynamo=True)``: it is the exporter torch >= 2.9 maintains (the TorchScript one is deprecated),
 and here it gives the cleaner graph (about half the nodes of the TorchScript export of the same ViT, no runtime
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.export.config import MIN_OPSET
 from ofb_deploy.models.vit import INPUT_NAME, OUTPUT_NAME
 from ofb_deploy.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-MIN_OPSET = 17
 MAX_BYTES = 2_000_000_000  # protobuf's 2 GiB limit, with margin: a single-file ONNX must stay below it
 # NOTE: kept in float32 by the fp16 conversion: LayerNorm (variance overflows in fp16) and Softmax (exp range)
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")
@@ -157,7 +157,7 @@ def _value_info(value: Any) -> dict[str, Any]:
 def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Write a float16 copy of ``src`` keeping LayerNorm, Softmax and the inputs/outputs in float32.
 
-    This is what strongly typed TensorRT 11 / TensorRT-RTX build an FP16 engine from (DEPLOY.md). Casts are
+    This is what strongly typed TensorRT 11 / TensorRT-RTX build an FP16 engine from. Casts are
     inserted around the kept ops; weights feeding them stay float32.
 
     Args:

@@ -2,9 +2,9 @@
 
 Each ONNX is written to a temporary file, checked (``check_onnx``), run in ONNX Runtime on real images from the
 model's data and compared with eager PyTorch (max, mean and p99 abs error, cosine, top-1 agreement). Only a
-file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact (DEPLOY.md "Parity").
-``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``); the numbers go to
-``export.json``.
+file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact.
+``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``); the numbers go to the
+export record (``artifacts.export_record``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import ROLES, RunDir, calib_cache_dir, export_record, model_onnx, model_stem
+from ofb_deploy.data import as_config, model_data, run_data
 from ofb_deploy.errors import ArtifactError, ParityError
+from ofb_deploy.export.config import PARITY_IMAGES, ExportConfig
 from ofb_deploy.export.onnx import MIN_OPSET, convert_fp16, export_onnx
 from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
-from ofb_deploy.pipeline.run_dir import ROLES, RunDir
 from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -29,22 +31,6 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "fp16": {"min_cosine": 0.999, "min_top1": 0.95},
     "int8": {"min_cosine": 0.98, "min_top1": 0.90},
 }
-PARITY_IMAGES = 256
-
-
-def data_config_of(model_dir: Path, run_dir: RunDir | None = None) -> Any:
-    """The ``DataConfig`` a model was trained on: its JSON's ``data`` entry, else the run config's, else fmnist."""
-    from ofb_deploy.data import DataConfig, as_config
-
-    data: Any = None
-    for stem in ("model", "subnet"):
-        path = Path(model_dir) / f"{stem}.json"
-        if path.is_file() and data is None:
-            data = read_json(path, "model config").get("data")
-    if not data and run_dir is not None:
-        data = run_dir.read_config().get("data")
-    data = data or "fmnist"
-    return DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
 
 
 class ParityChecker:
@@ -52,17 +38,16 @@ class ParityChecker:
 
     Args:
         model: the fp32 ``OfbViT``.
-        data: the model's data (``DataConfig``, dict or name).
+        data: the model's data (a ``DataConfig`` or a name).
         images: how many validation images to compare on.
     """
 
-    def __init__(self, model: Any, data: Any, images: int = PARITY_IMAGES) -> None:
-        from ofb_deploy.data import DataConfig, as_config, build_splits, make_reader
+    def __init__(self, model: Any, data: Any, images: int | None = PARITY_IMAGES) -> None:
+        from ofb_deploy.data import build_splits, make_reader
         from ofb_deploy.engines.torch_runner import TorchRunner
         from ofb_deploy.validate.compare import run_runners
 
-        cfg = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
-        splits = build_splits(cfg, model.spec, train_augment=False)
+        splits = build_splits(as_config(data), model.spec, train_augment=False)
         self.reader = make_reader(splits.val, batch_size=32, limit=images)
         self.reference = run_runners([TorchRunner(model, name="torch")], self.reader).outputs["torch"]
 
@@ -93,7 +78,7 @@ def export_model(
     *,
     opset: int = MIN_OPSET,
     data: Any = None,
-    parity_images: int = PARITY_IMAGES,
+    parity_images: int | None = PARITY_IMAGES,
     calib_images: int | None = None,
     cache_dir: Path | None = None,
     reuse_fp32: bool = False,
@@ -101,21 +86,17 @@ def export_model(
     """Export one model folder to the ONNX files named in ``paths`` (keys ``fp32`` and optional ``fp16``/``int8``).
 
     Args:
-        model_dir: a model folder (``model.json``/``subnet.json`` plus safetensors).
+        model_dir: a model folder (``artifacts.MODEL_STEMS``).
         paths: precision -> destination; fp16 and int8 are derived from the fp32 file.
         opset: ONNX opset (>= 17).
-        data: the model's data for parity and calibration (default: from the model folder, else fmnist).
+        data: the model's data for parity and calibration (default: ``data.model_data(model_dir)``).
         parity_images: validation images compared against PyTorch.
         calib_images: calibration images for int8 (default: the data config's ``calib_size``).
         cache_dir: where calibration results are cached (int8).
-        reuse_fp32: keep an existing fp32 file (its parity is in ``export.json``) and only derive the others.
+        reuse_fp32: keep an existing fp32 file (its parity is in the export record) and only derive the others.
     """
     model = load_model_dir(model_dir).eval()
-    data = data_config_of(model_dir) if data is None else data
-    if isinstance(data, dict | str):
-        from ofb_deploy.data import DataConfig, as_config
-
-        data = DataConfig.from_dict(data) if isinstance(data, dict) else as_config(data)
+    data = model_data(model_dir) if data is None else as_config(data)
     parity = ParityChecker(model, data, parity_images)
     what = str(model_dir)
     result = {"model_dir": str(model_dir), "arch": model.spec.to_dict()}
@@ -144,53 +125,42 @@ def export_model(
 
 
 def _roles(run_dir: RunDir) -> list[str]:
-    roles = []
-    for role in ROLES:
-        folder = run_dir.model_dir(role)
-        if any((folder / f"{stem}.json").is_file() for stem in ("model", "subnet")):
-            roles.append(role)
+    roles = [role for role in ROLES if model_stem(run_dir.model_dir(role)) is not None]
     if not roles:
         raise ArtifactError(f"{run_dir.root} has no dense/ or slice/ model: run `ofb-deploy train` or `slice` first")
     return roles
 
 
-def export_run(
-    run_dir: RunDir,
-    *,
-    opset: int = MIN_OPSET,
-    fp16: bool = False,
-    int8: bool = False,
-    parity_images: int = PARITY_IMAGES,
-) -> dict:
-    """Export every model role the run has (``dense``, ``subnet``) to ``RunDir.onnx_path``; write ``export.json``.
+def export_run(run_dir: RunDir, config: ExportConfig | None = None, **options: Any) -> dict:
+    """Export every model role the run has (``dense``, ``subnet``) to ``RunDir.onnx_path``; write the record.
 
     Args:
         run_dir: the run directory.
-        opset: ONNX opset (>= 17).
-        fp16: also write the float16 ONNX (LayerNorm, Softmax and I/O stay float32).
-        int8: also write the QDQ INT8 ONNX (calibrated on the run's data).
-        parity_images: validation images compared against PyTorch.
+        config: what to write (``ExportConfig``: opset, fp16, int8, parity images; default its defaults).
+        **options: ``ExportConfig`` fields overriding ``config`` (``int8=True``).
     """
+    config = (config or ExportConfig()).replace(**options)
+    opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
     doc: dict[str, Any] = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)"}
     doc["tolerances"] = TOLERANCES
     hashes = {}
-    for role in _roles(run_dir):
+    roles, data = _roles(run_dir), run_data(run_dir)
+    for role in roles:
         model_dir = run_dir.model_dir(role)
         precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
         paths = {p: run_dir.onnx_path(role, p) for p in precisions}
-        data = data_config_of(model_dir, run_dir)
         doc[role] = export_model(
-            model_dir, paths, opset=opset, data=data, parity_images=parity_images, cache_dir=calib_cache_dir(run_dir)
+            model_dir, paths, opset=opset, data=data, parity_images=parity_images, cache_dir=run_dir.calib_dir
         )
         hashes[role] = {p: doc[role][p]["sha256"] for p in precisions}
-    atomic_write_json(run_dir.export_dir / "export.json", doc)
+    atomic_write_json(run_dir.export_record_path, doc)
     summary = {role: {p: doc[role][p]["parity"]["top1_agreement"] for p in hashes[role]} for role in hashes}
     run_dir.mark_done("export", sha256_json({"opset": opset, "onnx": hashes}), top1_agreement=summary)
     return doc
 
 
 def add_precision(run_dir: RunDir, role: str, precision: str) -> Path:
-    """Derive the ``fp16`` or ``int8`` ONNX of ``role`` from its fp32 ONNX (with parity); merge ``export.json``.
+    """Derive the ``fp16`` or ``int8`` ONNX of ``role`` from its fp32 ONNX (with parity); merge the export record.
 
     Args:
         run_dir: the run directory (the fp32 ONNX must exist).
@@ -201,46 +171,34 @@ def add_precision(run_dir: RunDir, role: str, precision: str) -> Path:
     target = run_dir.onnx_path(role, precision)
     model_dir = run_dir.model_dir(role)
     paths = {"fp32": fp32, precision: target}
-    data = data_config_of(model_dir, run_dir)
-    result = export_model(model_dir, paths, data=data, cache_dir=run_dir.calib_dir, reuse_fp32=True)
-    doc_path = run_dir.export_dir / "export.json"
+    result = export_model(model_dir, paths, data=run_data(run_dir), cache_dir=run_dir.calib_dir, reuse_fp32=True)
+    doc_path = run_dir.export_record_path
     doc = read_json(doc_path, "export record") if doc_path.is_file() else {"schema_version": 1}
     doc.setdefault(role, {})[precision] = result[precision]
     atomic_write_json(doc_path, doc)
     return target
 
 
-def calib_cache_dir(run_dir: RunDir) -> Path:
-    """Calibration cache folder of a run (QDQ results and TensorRT calibration caches)."""
-    return run_dir.calib_dir
-
-
 def export_model_dir(
-    model_dir: Path,
-    out_dir: Path | None = None,
-    *,
-    opset: int = MIN_OPSET,
-    fp16: bool = False,
-    int8: bool = False,
-    parity_images: int = PARITY_IMAGES,
+    model_dir: Path, out_dir: Path | None = None, config: ExportConfig | None = None, **options: Any
 ) -> dict:
-    """Export a model folder (from ``ofb-deploy train`` or a subnet folder) to ``<stem>[.fp16|.int8].onnx``.
+    """Export a model folder (a run's ``dense``, ``slice`` or ``finetune`` folder) to ``artifacts.model_onnx``.
 
     Args:
         model_dir: the model folder.
         out_dir: destination folder (default: ``model_dir`` itself).
-        opset: ONNX opset (>= 17).
-        fp16: also write the float16 ONNX.
-        int8: also write the QDQ INT8 ONNX.
-        parity_images: validation images compared against PyTorch.
+        config: what to write (``ExportConfig``).
+        **options: ``ExportConfig`` fields overriding ``config``.
     """
+    config = (config or ExportConfig()).replace(**options)
+    opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
     model_dir = Path(model_dir)
     read_model_dir_spec(model_dir)  # fails with one line on a folder that is not a model
-    stem = "subnet" if (model_dir / "subnet.json").is_file() else "model"
+    stem = model_stem(model_dir)
     out = Path(out_dir) if out_dir is not None else model_dir
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
-    paths = {p: out / (f"{stem}.onnx" if p == "fp32" else f"{stem}.{p}.onnx") for p in precisions}
+    paths = {p: model_onnx(out, stem, p) for p in precisions}
     doc = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "tolerances": TOLERANCES}
-    doc[stem] = export_model(model_dir, paths, opset=opset, parity_images=parity_images, cache_dir=out / "calib")
-    atomic_write_json(out / "export.json", doc)
+    doc[stem] = export_model(model_dir, paths, opset=opset, parity_images=parity_images, cache_dir=calib_cache_dir(out))
+    atomic_write_json(export_record(out), doc)
     return doc

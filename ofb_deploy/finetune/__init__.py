@@ -1,6 +1,17 @@
 """Fine-tuning of the sliced subnet with knowledge distillation from the dense model."""
 
-from ofb_deploy.finetune.distill import DistillConfig, DistillLoss, kd_loss
-from ofb_deploy.finetune.run import finetune_run, load_teacher, resolve_data
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = ["DistillConfig", "DistillLoss", "finetune_run", "kd_loss", "load_teacher", "resolve_data"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "NO_TEACHER": "config",
+        "DistillConfig": "config",
+        "DistillLoss": "distill",
+        "FinetuneConfig": "config",
+        "finetune_model": "run",
+        "finetune_run": "run",
+        "kd_loss": "distill",
+        "load_teacher": "run",
+    },
+)

@@ -12,34 +12,11 @@ on the same (augmented) batch the student sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofb_deploy.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Distillation weights.
-
-    Args:
-        alpha: weight of the soft (teacher) term; ``1 - alpha`` weighs the label cross-entropy.
-        temperature: softmax temperature of both teacher and student in the soft term.
-        label_smoothing: smoothing of the label cross-entropy.
-    """
-
-    alpha: float = 0.5
-    temperature: float = 4.0
-    label_smoothing: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0:
-            raise ConfigError(f"distillation temperature must be positive, got {self.temperature}")
+from ofb_deploy.finetune.config import DistillConfig
 
 
 def kd_loss(

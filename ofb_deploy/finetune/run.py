@@ -1,8 +1,8 @@
-"""The finetune stage: train the sliced subnet with distillation from the dense model into ``RUN/finetune/``.
+"""The finetune stage: train the sliced subnet with distillation from the dense model into the run's finetune folder.
 
-Reads ``RUN/slice/subnet.*`` (the student) and, by default, ``RUN/dense/model.*`` (the teacher); writes
-``RUN/finetune/subnet.{json,safetensors}`` through helper A's ``train_model`` (AdamW, warm-up + cosine,
-per-epoch resume state ``RUN/finetune/train_state.pt``, DDP under torchrun) with ``DistillLoss`` as its loss.
+Reads the subnet of ``RunDir.slice_dir`` (the student) and, by default, ``RunDir.dense_dir`` (the teacher); writes
+a subnet model folder to ``RunDir.finetune_dir`` through ``train_model`` (AdamW, warm-up + cosine, a per-epoch
+resume state, DDP under torchrun) with ``DistillLoss`` as its loss.
 """
 
 from __future__ import annotations
@@ -11,51 +11,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits
+from torch import nn
+
+from ofb_deploy.artifacts import RunDir, model_json, model_weights, slice_record
+from ofb_deploy.data import DataConfig, build_loader, build_splits, run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune.distill import DistillConfig, DistillLoss
+from ofb_deploy.finetune.config import NO_TEACHER, DistillConfig
+from ofb_deploy.finetune.distill import DistillLoss
 from ofb_deploy.models.checkpoint import load_model_dir
-from ofb_deploy.models.vit import OfbViT
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.slicing.record import SliceRecord
-from ofb_deploy.slicing.run import RECORD_NAME, SUBNET_STEM, load_subnet
+from ofb_deploy.slicing.run import SUBNET_STEM, load_subnet
 from ofb_deploy.train import TrainConfig, evaluate, train_model
 from ofb_deploy.utils import dist
-from ofb_deploy.utils.io import read_json, sha256_file, sha256_json
+from ofb_deploy.utils.io import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
-NO_TEACHER = "none"
 
 
-def resolve_data(run_dir: RunDir, data: DataConfig | str | None) -> DataConfig:
-    """The data a run trains on: given, else ``run.json``, the search result or the dense model's record, else fmnist.
-
-    Args:
-        run_dir: the run.
-        data: an explicit choice (wins).
-    """
-    if data is not None:
-        return as_config(data)
-    sources = [
-        run_dir.read_config(),
-        read_json(run_dir.arch_path) if run_dir.arch_path.is_file() else {},
-        read_json(run_dir.dense_dir / "model.json") if (run_dir.dense_dir / "model.json").is_file() else {},
-    ]
-    for doc in sources:
-        found = doc.get("data") if isinstance(doc, dict) else None
-        if isinstance(found, dict):
-            return DataConfig.from_dict(found)
-        if isinstance(found, str):
-            return as_config(found)
-    return DataConfig()
-
-
-def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: OfbViT) -> OfbViT | None:
+def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: nn.Module) -> nn.Module | None:
     """The dense teacher (``None`` for ``"none"``); it must see the same inputs and predict the same classes.
 
     Args:
         run_dir: the run (default teacher: ``RUN/dense``).
-        teacher: a model folder, ``"none"``, or ``None`` for ``RUN/dense``.
+        teacher: a model folder, ``"none"``, or ``None`` for ``RunDir.dense_dir``.
         student: the subnet (its input geometry and classes are the reference).
     """
     if teacher is not None and str(teacher).lower() == NO_TEACHER:
@@ -78,22 +56,22 @@ def finetune_run(
     data: DataConfig | str | None = None,
     distill: DistillConfig | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``RUN/slice`` with distillation into ``RUN/finetune``; return the metrics.
+    """Fine-tune the run's sliced subnet with distillation into its finetune folder; return the metrics.
 
     Args:
-        run_dir: the run (needs ``slice/subnet.*``; the default teacher is ``dense/``).
+        run_dir: the run (needs ``RunDir.slice_dir``; the default teacher is ``RunDir.dense_dir``).
         config: training hyper-parameters (fine-tuning usually wants a lower lr than dense training).
         teacher: dense model folder, ``"none"`` for plain cross-entropy, or ``None`` for ``RUN/dense``.
-        resume: continue from ``RUN/finetune/train_state.pt``.
-        data: data set; default from ``run.json``, the search result or the dense model, else fmnist.
+        resume: continue from the stage's resume state (``RunDir.state_file("finetune")``).
+        data: data set (default: the run's, ``data.run_data``).
         distill: distillation weights and temperature.
     """
     slice_dir = run_dir.slice_dir
-    run_dir.require(slice_dir / f"{SUBNET_STEM}.json", "run `ofb-deploy slice` first")
+    run_dir.require(model_json(slice_dir, SUBNET_STEM), "run `ofb-deploy slice` first")
     student = load_subnet(slice_dir).train()
     teach = load_teacher(run_dir, teacher, student)
     distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
-    cfg = resolve_data(run_dir, data)
+    cfg = run_data(run_dir, data)
     splits = build_splits(cfg, student.spec)
     if splits.num_classes != student.spec.num_classes:
         raise ConfigError(f"data has {splits.num_classes} classes, the subnet {student.spec.num_classes}")
@@ -107,22 +85,22 @@ def finetune_run(
     }
     metrics = finetune_model(student, splits, out, config, teacher=teach, distill=distill, resume=resume, meta=meta,
                              state_path=run_dir.state_file("finetune"))  # fmt: skip
-    meta["distill"] = vars(distill) if teach is not None else None
+    meta["distill"] = distill.to_dict() if teach is not None else None
     if dist.is_main():
-        SliceRecord.load(slice_dir / RECORD_NAME).save(out / RECORD_NAME)
+        SliceRecord.load(slice_record(slice_dir)).save(slice_record(out))
         keys = ("teacher", "distill", "data")
-        inputs = [sha256_file(slice_dir / f"{SUBNET_STEM}.safetensors"), config.to_dict(), [meta[k] for k in keys]]
+        inputs = [sha256_file(model_weights(slice_dir, SUBNET_STEM)), config.to_dict(), [meta[k] for k in keys]]
         run_dir.mark_done("finetune", sha256_json(inputs), top1=metrics.get("top1"), sliced_top1=before.get("top1"))
     return {**metrics, "sliced_top1": before.get("top1")}
 
 
 def finetune_model(
-    student: OfbViT,
+    student: nn.Module,
     splits: Any,
     out_dir: Path,
     config: TrainConfig,
     *,
-    teacher: OfbViT | None = None,
+    teacher: nn.Module | None = None,
     distill: DistillConfig | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
@@ -130,7 +108,7 @@ def finetune_model(
 ) -> dict[str, Any]:
     """The fine-tune recipe: train ``student`` with distillation from ``teacher`` (plain CE without one).
 
-    Writes ``out_dir/subnet.{json,safetensors}`` (resume state ``state_path``, default ``out_dir/train_state.pt``)
+    Writes a subnet model folder to ``out_dir`` (resume state ``state_path``, default ``artifacts.train_state``)
     and returns the final metrics. The finetune stage, ``compare`` and ``sweep`` all fine-tune through here, so
     every method gets the same recipe.
 
@@ -142,17 +120,17 @@ def finetune_model(
         teacher: the dense model, or ``None`` for cross-entropy on the labels.
         distill: distillation weights (default: alpha 0.5, T 4, the config's label smoothing).
         resume: continue from the resume state when it exists.
-        meta: extra metadata for ``subnet.json``.
+        meta: extra metadata for the subnet's JSON.
         state_path: resume state file.
     """
     distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
     loss = DistillLoss(teacher, distill) if teacher is not None else None
-    meta = {**(meta or {}), "distill": vars(distill) if teacher is not None else None}
+    meta = {**(meta or {}), "distill": distill.to_dict() if teacher is not None else None}
     return train_model(student, splits, Path(out_dir), config, resume=resume, loss_fn=loss, stem=SUBNET_STEM,
                        meta=meta, state_path=state_path, description="finetune")  # fmt: skip
 
 
-def _evaluate(model: OfbViT, splits: Any, config: TrainConfig) -> dict[str, float]:
+def _evaluate(model: nn.Module, splits: Any, config: TrainConfig) -> dict[str, float]:
     """Top-1 of the sliced model before fine-tuning (what the slice alone keeps)."""
     device = dist.init_distributed()
     loader = build_loader(splits.val, config.batch_size * 2, train=False, workers=config.workers)

@@ -1,26 +1,24 @@
-"""Models: the arch spec, the per-block-width ViT and Swin, the registry and the FLOPs counter."""
+"""Models: the arch spec, the per-block-width ViT and Swin, the registry, checkpoints and the FLOPs counter."""
 
-from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.checkpoint import load_checkpoint, load_model_dir, read_state_dict, save_model_dir
-from ofb_deploy.models.flops import MacsReport, count_macs, count_params
-from ofb_deploy.models.registry import build_model, create_model, get_arch_spec, list_models, register_model
-from ofb_deploy.models.swin import OfbSwin
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "ArchSpec",
-    "MacsReport",
-    "OfbSwin",
-    "OfbViT",
-    "build_model",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "get_arch_spec",
-    "list_models",
-    "load_checkpoint",
-    "load_model_dir",
-    "read_state_dict",
-    "register_model",
-    "save_model_dir",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ArchSpec": "arch_spec",
+        "MacsReport": "flops",
+        "OfbSwin": "swin",
+        "OfbViT": "vit",
+        "build_model": "registry",
+        "count_macs": "flops",
+        "count_params": "flops",
+        "create_model": "registry",
+        "get_arch_spec": "registry",
+        "list_models": "registry",
+        "load_checkpoint": "checkpoint",
+        "load_model_dir": "checkpoint",
+        "read_state_dict": "checkpoint",
+        "register_model": "registry",
+        "save_model_dir": "checkpoint",
+    },
+)

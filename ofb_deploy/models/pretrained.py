@@ -1,8 +1,9 @@
 """Pretrained weights shipped inside the package, the way timm names pretrained tags (``model.tag``).
 
-``ofb_deploy/pretrained/<model>.<tag>/`` is an ordinary model folder (``model.json`` + ``model.safetensors``)
-whose JSON also records the recipe, the data and the per-epoch top-1 curve. ``create_model(name,
-pretrained=True)`` loads the shipped folder of ``name`` when there is one (no network), else timm's weights.
+``ofb_deploy/pretrained/<model>.<tag>/`` is an ordinary model folder (``artifacts.model_json`` and
+``artifacts.model_weights``) whose JSON also records the recipe, the data and the per-epoch top-1 curve.
+``create_model(name, pretrained=True)`` loads the shipped folder of ``name`` when there is one (no network), else
+timm's weights.
 ``make pretrained`` retrains and republishes it with ``python -m ofb_deploy.models.pretrained SRC TAG``.
 """
 
@@ -13,12 +14,12 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from ofb_deploy.artifacts import model_json, model_weights
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.utils.io import atomic_path, read_json
 
 PACKAGE_DIR = "pretrained"
-FILES = ("model.json", "model.safetensors")
+PRETRAINED = "pretrained"  # a checkpoint named so (``checkpoint: pretrained``): the model's pretrained weights
 
 
 def pretrained_root() -> Path:
@@ -40,7 +41,7 @@ def pretrained_dir(model_name: str) -> Path | None:
     root = pretrained_root()
     if "." in model_name:
         folder = root / model_name
-        return folder if (folder / FILES[0]).is_file() else None
+        return folder if model_json(folder).is_file() else None
     tags = shipped_tags(model_name)
     return root / f"{model_name}.{tags[0]}" if tags else None
 
@@ -49,21 +50,24 @@ def publish(src: str | Path, tag_name: str) -> Path:
     """Copy a trained model folder's JSON and weights into the package as ``<model>.<tag>`` (atomically).
 
     Args:
-        src: a folder written by ``ofb-deploy train`` (its ``train_state.pt`` is left behind).
+        src: a model folder written by ``ofb-deploy train`` (its resume state is left behind).
         tag_name: ``model.tag``, e.g. ``vit_fmnist_tiny.fmnist``.
     """
+    from ofb_deploy.models.checkpoint import read_model_dir_spec
+
     src = Path(src)
     spec = read_model_dir_spec(src)
     model, _, tag = tag_name.partition(".")
     if model != spec.base_model or not tag:
         raise ArtifactError(f"publish {src}: name {tag_name!r} must be '{spec.base_model}.TAG'")
-    if "history" not in read_json(src / FILES[0], "model config"):
-        raise ArtifactError(f"publish {src}: model.json has no training history (train it with ofb-deploy train)")
+    if "history" not in read_json(model_json(src), "model config"):
+        raise ArtifactError(
+            f"publish {src}: {model_json(src)} has no training history (train it with ofb-deploy train)"
+        )
     out = pretrained_root() / tag_name
-    out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(src / name, tmp)
+    for file in (model_weights, model_json):  # the JSON last: pretrained_dir looks for it
+        with atomic_path(file(out)) as tmp:
+            shutil.copyfile(file(src), tmp)
     return out
 
 

@@ -18,11 +18,11 @@ from torch import nn
 
 from ofb_deploy.errors import ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.checkpoint import LOCAL_DIR_PREFIX
 from ofb_deploy.models.swin import OfbSwin
 from ofb_deploy.models.vit import OfbViT
 
 _REGISTRY: dict[str, Callable[..., ArchSpec]] = {}
-LOCAL_DIR_PREFIX = "local-dir:"
 FAMILY_MODELS: dict[str, Callable[[ArchSpec], nn.Module]] = {"vit": OfbViT, "swin": OfbSwin}
 
 
@@ -125,6 +125,7 @@ def create_model(
 
 def _load_pretrained(model: nn.Module, name: str) -> None:
     """Shipped weights of ``name`` when the package has them (offline), else timm's."""
+    from ofb_deploy.artifacts import model_weights
     from ofb_deploy.models.checkpoint import load_checkpoint, read_model_dir_spec
     from ofb_deploy.models.pretrained import pretrained_dir
 
@@ -138,7 +139,7 @@ def _load_pretrained(model: nn.Module, name: str) -> None:
             f"at {shipped.img_size} px; this model has {model.spec.num_classes}, {model.spec.in_chans}, "
             f"{model.spec.img_size}"
         )
-    load_checkpoint(model, folder / "model.safetensors")
+    load_checkpoint(model, model_weights(folder))
 
 
 def _load_timm_pretrained(model: nn.Module, name: str) -> None:

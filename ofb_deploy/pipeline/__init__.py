@@ -1,5 +1,2 @@
-"""The run directory and the pipeline that chains the stages through it."""
-
-from ofb_deploy.pipeline.run_dir import STAGES, RunDir
-
-__all__ = ["STAGES", "RunDir"]
+"""The pipeline: its config (``config.py``) and ``run_pipeline`` (``run.py``), which chains the stages through
+one run directory. It only orchestrates: file names live in ``ofb_deploy.artifacts``, the work in the stages."""

@@ -1,178 +1,122 @@
-"""``PipelineConfig``: what ``ofb-deploy run`` does, as one YAML document with a section per stage.
+"""``PipelineConfig``: what ``ofb-deploy run`` does, as one YAML document with a typed section per stage.
 
 Precedence, lowest first: the embedded preset (``ofb_deploy/configs/{default,quick}.yaml``), the chosen model's
-settings for that preset when the package has some (``ofb_deploy/configs/models/<model>.yaml``, e.g. a model with no
-shipped checkpoint trains its own, with a budget sized for it), a user YAML file (merged key by key), then
-command-line overrides (``--model``, ``--target-flops`` ..., ``--set section.key=value``). Each stage section is
-validated by the stage's own config class (``TrainConfig``, ``SearchConfig``, ``ValidateConfig`` ...) when the
-config is loaded, so a typo fails before any work starts.
+settings for that preset when the package has some (``configs/models/<model>.yaml``, a ``ModelPresets``: e.g. a
+model with no shipped checkpoint trains its own, with a budget sized for it), a user YAML file (merged key by key),
+then command-line overrides (``--model``, ``--target-flops`` ..., ``--set section.key=value``). Every section is
+the stage's own config model (``DataConfig``, ``TrainConfig``, ``SearchConfig`` ...), so an unknown key, a wrong
+type or an impossible value fails with one line while the config loads; ``check`` then verifies, still before any
+work, what needs this machine: the data, the model, the checkpoint, the FLOPs target and the backends to build.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
+from pydantic import BeforeValidator, Field
 
+from ofb_deploy.choices import Preset
+from ofb_deploy.data.config import DataConfig
+from ofb_deploy.engines.config import BuildConfig
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.utils.config import check_keys, from_mapping
+from ofb_deploy.export.config import ExportConfig
+from ofb_deploy.finetune.config import FinetuneConfig
+from ofb_deploy.models.pretrained import PRETRAINED
+from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.slicing.config import SliceConfig
+from ofb_deploy.train.config import TrainConfig
+from ofb_deploy.utils.config import ConfigModel
+from ofb_deploy.validate.config import TargetsConfig, ValidateConfig
 
-PRESETS = ("default", "quick")
-PRETRAINED = "pretrained"  # `checkpoint: pretrained`: the model's pretrained weights (shipped, else timm's)
-SECTIONS = ("data", "train", "search", "slice", "finetune", "export", "build", "validate", "targets")
+PRESETS = Preset.values()
 
 
-@dataclass
-class PipelineConfig:
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value  # `targets:` with nothing under it: the section's defaults
+
+
+def _section(model: type[ConfigModel]) -> Any:
+    return Annotated[model, BeforeValidator(_none_is_empty), Field(default_factory=model)]
+
+
+DataSection = _section(DataConfig)
+TrainSection = _section(TrainConfig)
+SearchSection = _section(SearchConfig)
+SliceSection = _section(SliceConfig)
+FinetuneSection = _section(FinetuneConfig)
+ExportSection = _section(ExportConfig)
+BuildSection = _section(BuildConfig)
+ValidateSection = _section(ValidateConfig)
+TargetsSection = _section(TargetsConfig)
+
+
+# NOTE: the run file's section is called `validate`, which shadows pydantic's deprecated BaseModel.validate, and a
+# model-settings file's `default` preset shadows ConfigModel.default (a classmethod no settings file calls)
+warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
+warnings.filterwarnings("ignore", message='Field name "default" in "ModelPresets"', category=UserWarning)
+
+
+class PipelineConfig(ConfigModel):
     """One pipeline run.
 
     Args:
         name: a label for reports.
         out: run directory (``--out`` overrides it).
-        model: registry name of the dense model (``list_models()``) or ``local-dir:PATH``.
+        model: registry name of the dense model (``ofb-deploy models``) or ``local-dir:PATH``.
         checkpoint: dense weights (model folder, weights file, or ``pretrained``: the model's pretrained weights,
             shipped in the package for the presets, else timm's); when set, dense training is skipped.
-        pretrained: start dense training from timm's pretrained weights (network needed).
-        data: ``DataConfig`` fields.
-        train: ``TrainConfig`` fields of dense training.
-        search: ``SearchConfig`` fields (``target_flops``: a fraction such as ``"0.5"`` or MACs such as ``"800M"``).
-        slice: ``align`` (round widths up to a multiple).
-        finetune: ``TrainConfig`` fields plus ``enabled`` and ``teacher`` (``null``: the dense model; ``none``).
-        export: options of the export stage.
-        build: ``backends`` (``auto``: every backend this machine can build) and ``precisions``.
-        validate: ``ValidateConfig`` fields.
-        targets: optional pass/fail limits the report checks (``max_flops_ratio``, ``max_top1_drop``,
-            ``min_speedup: {backend: {batch: x}}``).
+        pretrained: start dense training from timm's pretrained weights (network needed; not with a checkpoint).
+        data: ``DataConfig``. train: ``TrainConfig`` of dense training. search: ``SearchConfig``.
+        slice: ``SliceConfig``. finetune: ``FinetuneConfig``. export: ``ExportConfig``. build: ``BuildConfig``.
+        validate: ``ValidateConfig``. targets: ``TargetsConfig``, the pass/fail limits the report checks.
     """
 
+    SECTION: ClassVar[str] = "config"
+
     name: str = "default"
-    out: str = "runs/default"
-    model: str = "vit_fmnist_tiny"
-    checkpoint: str | None = None
+    out: Annotated[str, Field(min_length=1)] = "runs/default"
+    model: Annotated[str, Field(min_length=1)] = "vit_fmnist_tiny"
+    checkpoint: Annotated[str, Field(min_length=1)] | None = None
     pretrained: bool = False
-    data: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    search: dict[str, Any] = field(default_factory=dict)
-    slice: dict[str, Any] = field(default_factory=dict)
-    finetune: dict[str, Any] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    build: dict[str, Any] = field(default_factory=dict)
-    validate: dict[str, Any] = field(default_factory=dict)
-    targets: dict[str, Any] = field(default_factory=dict)
+    data: DataSection
+    train: TrainSection
+    search: SearchSection
+    slice: SliceSection
+    finetune: FinetuneSection
+    export: ExportSection
+    build: BuildSection
+    validate: ValidateSection
+    targets: TargetsSection
 
-    def __post_init__(self) -> None:
-        for key in SECTIONS:
-            value = getattr(self, key)
-            if value is None:
-                setattr(self, key, {})
-            elif not isinstance(value, dict):
-                raise ConfigError(f"config section {key!r} must be a mapping, got {type(value).__name__}")
-        if not isinstance(self.model, str) or not self.model:
-            raise ConfigError("config 'model' must be a model name")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-ready dict."""
-        return copy.deepcopy(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "config") -> PipelineConfig:
-        """Build from a parsed YAML/JSON mapping (unknown keys are an error)."""
-        return from_mapping(cls, copy.deepcopy(data), source)
-
-    # -- typed views of the sections (each validates its own keys) ------------------------------------------
-    def data_config(self) -> Any:
-        from ofb_deploy.data import DataConfig
-
-        return DataConfig.from_dict(self.data)
-
-    def train_config(self) -> Any:
-        from ofb_deploy.train import TrainConfig
-
-        return TrainConfig.from_dict(self.train)
-
-    def search_config(self) -> Any:
-        from ofb_deploy.search.config import SearchConfig
-
-        return SearchConfig.from_dict(self.search)
-
-    def finetune_enabled(self) -> bool:
-        return bool(self.finetune.get("enabled", True))
-
-    def finetune_teacher(self) -> str | None:
-        return self.finetune.get("teacher")
-
-    def finetune_config(self) -> Any:
-        from ofb_deploy.train import TrainConfig
-
-        return TrainConfig.from_dict({k: v for k, v in self.finetune.items() if k not in ("enabled", "teacher")})
-
-    def validate_config(self) -> Any:
-        from ofb_deploy.validate.validate import ValidateConfig
-
-        return ValidateConfig.from_dict(self.validate)
-
-    def _check_search_target(self) -> None:
-        """Fail on an impossible FLOPs target before dense training starts (the dense widths are known now)."""
-        from ofb_deploy.data import dataset_info
-        from ofb_deploy.models import get_arch_spec
-        from ofb_deploy.search.space import resolve_flops_target
-
-        search = self.search_config()
-        if self.checkpoint not in (None, PRETRAINED):
-            return  # the checkpoint's own architecture decides; the search checks it when it loads it
-        info = dataset_info(self.data_config())
-        spec = get_arch_spec(self.model, num_classes=info.num_classes, in_chans=info.in_chans)
-        resolve_flops_target(search.target_flops, spec, search.space())
-
-    def _check_pretrained(self) -> None:
-        """``checkpoint: pretrained`` on a model with shipped weights: they must fit the data (fails early)."""
-        from ofb_deploy.data import dataset_info
-        from ofb_deploy.models import get_arch_spec
-        from ofb_deploy.models.checkpoint import read_model_dir_spec
-        from ofb_deploy.models.pretrained import pretrained_dir
-
-        shipped = pretrained_dir(self.model)
-        if shipped is None:
-            import timm
-
-            if not timm.is_model(self.model.partition(".")[0]):
-                raise ConfigError(f"checkpoint: pretrained: no weights ship for {self.model}, and timm has none")
-            return  # timm's weights: fetched (network) when the train stage runs
-        info = dataset_info(self.data_config())
-        want = get_arch_spec(self.model, num_classes=info.num_classes, in_chans=info.in_chans)
-        if read_model_dir_spec(shipped) != want:
-            raise ConfigError(f"checkpoint: pretrained: the shipped {shipped.name} weights do not fit this data")
+    def consistent(self) -> PipelineConfig:
+        """Raise one line when two sections contradict each other (no file or library is touched)."""
+        if self.pretrained and self.checkpoint is not None:
+            raise ConfigError(
+                f"pretrained: true trains from timm's weights, but checkpoint: {self.checkpoint} skips training; "
+                "set one of them"
+            )
+        if self.targets.min_speedup and not self.validate.latency:
+            raise ConfigError("targets.min_speedup needs timings, but validate.latency is false")
+        timed = {str(b) for b in self.validate.batches}
+        for key, per_batch in self.targets.min_speedup.items():
+            for batch in per_batch:
+                if batch not in timed:
+                    raise ConfigError(
+                        f"targets.min_speedup.{key}.{batch}: batch {batch} is never timed "
+                        f"(validate.batches: {', '.join(sorted(timed, key=int))})"
+                    )
+        return self
 
     def check(self) -> None:
-        """Validate every section now, so a bad key fails before hours of work."""
-        self.data_config()
-        if self.checkpoint is None:
-            self.train_config()
-        elif self.checkpoint == PRETRAINED:
-            self._check_pretrained()
-        self._check_search_target()
-        if self.finetune_enabled():
-            self.finetune_config()
-        self.validate_config()
-        check_keys(self.slice, {"align"}, "slice config")
-        check_keys(self.build, {"backends", "precisions"}, "build config")
-        check_keys(self.export, {"opset", "fp16", "int8", "parity_images"}, "export config")
+        """Validate against this machine now (data, model, checkpoint, FLOPs target, backends), before any work."""
+        from ofb_deploy.pipeline.checks import check_config
 
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``: mappings merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+        check_config(self)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -196,36 +140,66 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def preset_dict(name: str) -> dict[str, Any]:
-    """The embedded preset ``name`` (``default`` or ``quick``) as a mapping."""
+    """The embedded preset ``name`` (``Preset``) as a mapping."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     text = resources.files("ofb_deploy").joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
 
-def model_preset_dict(model: str, preset: str) -> dict[str, Any]:
-    """The package's settings of ``model`` for ``preset`` (``configs/models/<model>.yaml``), ``{}`` when none."""
-    name = model.partition(".")[0]
-    path = resources.files("ofb_deploy").joinpath("configs", "models", f"{name}.yaml")
+class ModelPresets(ConfigModel):
+    """A model's own settings per preset (``configs/models/<model>.yaml``): partial pipeline configs.
+
+    Each one is merged over its preset and validated as a ``PipelineConfig`` there, so an unknown key fails with
+    one line naming the file, the preset and the key; an unknown preset name fails here.
+
+    Args:
+        default: what the model changes in the ``default`` preset.
+        quick: what it changes in the ``quick`` preset.
+    """
+
+    SECTION: ClassVar[str] = "model presets"
+
+    default: dict[str, Any] = Field(default_factory=dict)
+    quick: dict[str, Any] = Field(default_factory=dict)
+
+
+def model_presets_path(model: str) -> Path:
+    """Where the package keeps ``model``'s own settings (``configs/models/<model>.yaml``; a tag is ignored)."""
+    return Path(str(resources.files("ofb_deploy").joinpath("configs", "models", f"{model.partition('.')[0]}.yaml")))
+
+
+def read_model_presets(path: str | Path) -> ModelPresets:
+    """A model-settings file, validated (malformed YAML, a wrong type or an unknown key fail with one line)."""
+    return ModelPresets.from_dict(read_yaml(path), section=f"{path}:")
+
+
+def _with_model_presets(config: PipelineConfig, model: str, preset: str) -> PipelineConfig:
+    path = model_presets_path(model)
     if not path.is_file():
-        return {}
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return doc.get(preset) or {}
+        return config
+    layer = getattr(read_model_presets(path), preset)
+    if "model" in layer:
+        raise ConfigError(f"{path}: {preset}.model: a model's own settings cannot name another model")
+    return config.merged(layer, section=f"{path}: {preset}")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["search.epochs=4", "validate.batches=[1,32]"]`` to a nested mapping (values parsed as YAML)."""
+    """``["search.epochs=4", "validate.batches=[1,32]"]`` to a nested mapping (values parsed as YAML scalars).
+
+    The keys and values are checked by the config models when the mapping is merged (``ConfigModel.merged``).
+    """
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. search.epochs=4), got {item!r}")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. search.epochs=4), got {item!r}")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
         node = out
-        parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -234,29 +208,63 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _adopt_checkpoint_model(config: PipelineConfig, model_given: bool) -> PipelineConfig:
+    """A checkpoint folder decides the model: a model named too must be the same one (else one line)."""
+    from ofb_deploy.artifacts import model_stem
+    from ofb_deploy.models.checkpoint import checkpoint_model
+
+    if config.checkpoint in (None, PRETRAINED) or model_stem(config.checkpoint) is None:
+        return config
+    held = checkpoint_model(config.checkpoint, config.model if model_given else None)
+    return config if held == config.model else config.replace(model=held)
+
+
 def load_config(
     preset: str = "default",
     config_file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sets: list[str] | None = None,
+    *,
+    check: bool = True,
 ) -> PipelineConfig:
-    """The pipeline config: preset, then the user's file, then overrides; validated.
+    """The pipeline config: preset, then the user's file, then overrides, then ``--set`` items; validated.
 
     Args:
-        preset: embedded preset to start from.
+        preset: embedded preset to start from (``Preset``).
         config_file: a YAML file merged over the preset.
-        overrides: a nested mapping merged last (from CLI flags and ``--set``).
+        overrides: a nested mapping merged next (from CLI flags, or ``parse_set``).
+        sets: ``section.key=value`` items merged last (``parse_set``).
+        check: also run ``PipelineConfig.check`` (data, model, checkpoint, target and backends on this machine).
     """
-    doc = preset_dict(preset)
-    source = f"preset {preset}"
-    user = read_yaml(config_file) if config_file is not None else {}
-    model = deep_merge(deep_merge(doc, user), overrides or {}).get("model")
-    if isinstance(model, str):
-        doc = deep_merge(doc, model_preset_dict(model, preset))
-    if config_file is not None:
-        doc = deep_merge(doc, user)
-        source = str(config_file)
-    if overrides:
-        doc = deep_merge(doc, overrides)
-    config = PipelineConfig.from_dict(doc, source=source)
-    config.check()
+    base = PipelineConfig.from_dict(preset_dict(preset), section="config")
+    layers = [read_yaml(config_file) if config_file is not None else {}, dict(overrides or {}), parse_set(sets or [])]
+    named = [layer["model"] for layer in layers if isinstance(layer.get("model"), str)]
+    model = named[-1] if named else base.model
+    # NOTE: a checkpoint folder may decide the model (``_adopt_checkpoint_model``); that model's own settings then
+    # apply instead, so the result does not depend on whether the model was named or read from the checkpoint
+    for _ in range(2):
+        config = _with_model_presets(base, model, preset)
+        for layer in layers:
+            config = config.merged(layer)
+        config = _adopt_checkpoint_model(config, bool(named))
+        if config.model == model:
+            break
+        model = config.model
+    config = config.consistent()
+    if check:
+        config.check()
     return config
+
+
+__all__ = [
+    "PRESETS",
+    "PRETRAINED",
+    "ModelPresets",
+    "PipelineConfig",
+    "load_config",
+    "model_presets_path",
+    "parse_set",
+    "preset_dict",
+    "read_model_presets",
+    "read_yaml",
+]

@@ -4,19 +4,17 @@
 masks through the search's own masked forward.
 """
 
-from ofb_deploy.search.build import build_supernet
-from ofb_deploy.search.config import SearchConfig
-from ofb_deploy.search.result import load_searched_model
-from ofb_deploy.search.run import run_search
-from ofb_deploy.search.space import SpaceConfig, parse_flops_target
-from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "OfbSupernet",
-    "SearchConfig",
-    "SpaceConfig",
-    "build_supernet",
-    "load_searched_model",
-    "parse_flops_target",
-    "run_search",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "OfbSupernet": "supernet",
+        "SearchConfig": "config",
+        "SpaceConfig": "space",
+        "build_supernet": "build",
+        "load_searched_model": "result",
+        "parse_flops_target": "space",
+        "run_search": "run",
+    },
+)

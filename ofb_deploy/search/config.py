@@ -1,6 +1,6 @@
 """``SearchConfig``: every knob of the OFB search, with defaults sized for a CPU search from a converged model.
 
-OFB's own settings (arXiv 2403.15835, sec. 4.1; ``shared/docs/OFB.md``) are 100 epochs with 20 of warm-up on
+OFB's own settings (arXiv 2403.15835, sec. 4.1) are 100 epochs with 20 of warm-up on
 ImageNet, pruning rounds three times per epoch from the first epoch, and an alpha lr that warms up from ~1e-6
 to 1e-3 and then follows a cosine. Our searches are ~100x shorter, so we keep the *ratios* that make the
 pruning progressive rather than the epoch counts: a round every ``prune_every`` steps from the first step, and
@@ -11,27 +11,55 @@ authors that remain are listed, with the measurement behind each, in the README 
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from ofb_deploy.errors import ConfigError
-from ofb_deploy.search.space import SpaceConfig
-from ofb_deploy.utils.config import from_mapping
+from pydantic import BeforeValidator, Field, model_validator
+
+from ofb_deploy.choices import ScoreInit
+from ofb_deploy.search.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
+from ofb_deploy.utils.config import (
+    ConfigModel,
+    Float,
+    Fraction,
+    ImageCount,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Smoothing,
+)
 
 # fields that do not change the search result (left out of the inputs hash)
 RUNTIME_FIELDS = ("workers", "stop_after_epochs", "log_every")
+FlopsTarget = Annotated[str, BeforeValidator(check_flops_target)]
 
 
-SCORE_INITS = ("random", "magnitude")
+def _check_latency(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("use a number and a unit, like 1.5ms or 800us")
+    try:
+        parse_latency(value)
+    except Exception:  # noqa: BLE001  (ConfigError, re-raised as the ValueError pydantic turns into one line)
+        raise ValueError("use a positive number and a unit, like 1.5ms or 800us") from None
+    return str(value).strip()
 
 
-@dataclass
-class SearchConfig:
+LatencyTarget = Annotated[str, BeforeValidator(_check_latency)]
+OpenFraction = Annotated[Float, Field(gt=0, lt=1)]
+
+
+class SearchConfig(ConfigModel):
     """Settings of one search.
 
     Args:
-        target_flops: a fraction of the dense MACs (``0.5``) or absolute MACs (``1.2G``, ``800M``).
+        target_flops: a fraction of the dense MACs (``0.5``) or absolute MACs (``1.2G``, ``800M``); ``None``: no
+            FLOPs term (then ``target_latency`` must be set).
+        target_latency: a latency budget (``1.5ms``, ``800us``) predicted from a latency table; rounds and the
+            joint choice then meet it instead of the FLOPs target (both loss terms apply when both are set).
+        latency_table: a table from ``ofb-deploy profile`` (``None``: profile ``latency_backend`` here).
+        latency_backend: backend profiled when no table is given.
+        latency_batch: batch size profiled when no table is given.
+        w_latency: weight of the latency loss ((E[latency] - target) / dense latency)^2.
         epochs: search epochs (passes over the search's training images).
         batch_size: images per step on each process.
         lr: AdamW lr of weights and importance scores (cosine to ``min_lr``).
@@ -71,62 +99,55 @@ class SearchConfig:
         log_every: refresh the progress text every this many steps.
     """
 
-    target_flops: str = "0.5"
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 5e-4
-    min_lr: float = 1e-5
-    alpha_lr: float | None = None
-    alpha_move: float = 0.4
-    decoder_lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    lambda_start: float = 0.99
-    lambda_end: float = 0.1
-    mask_ratio_start: float = 0.05
-    mask_ratio_end: float = 0.25
-    pmim: bool = True
-    prune_every: int = 20
-    prune_threshold: float = 0.2
-    finalize_at: float = 1.0
-    w_onehot: float = 0.5
-    c_attn: float = 4e-4
-    c_mlp: float = 1e-4
-    c_embed: float = 1e-4
-    w_flops: float = 5.0
-    score_init: str = "random"
-    distill: bool = False
-    label_smoothing: float = 0.1
-    grad_clip: float | None = None
-    align: int = 8
-    embed_min: float = 0.5
-    mlp_min: float = 0.25
-    mlp_steps: int = 8
-    train_size: int | None = None
-    seed: int = 0
-    workers: int = 0
-    stop_after_epochs: int | None = None
-    log_every: int = 5
+    SECTION: ClassVar[str] = "search"
 
-    def __post_init__(self) -> None:
-        self.target_flops = str(self.target_flops)
-        for name in ("epochs", "batch_size", "prune_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"search {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "decoder_lr", "alpha_move"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"search {name} must be positive, got {getattr(self, name)}")
-        if self.alpha_lr is not None and self.alpha_lr <= 0:
-            raise ConfigError(f"search alpha_lr must be positive (null: alpha_move / prune_every), got {self.alpha_lr}")
-        if not 0 < self.finalize_at <= 1:
-            raise ConfigError(f"finalize_at must be in (0, 1], got {self.finalize_at}")
-        if not 0 < self.prune_threshold < 1:
-            raise ConfigError(f"prune_threshold must be in (0, 1), got {self.prune_threshold}")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.score_init not in SCORE_INITS:
-            raise ConfigError(f"score_init must be one of {', '.join(SCORE_INITS)}, got {self.score_init!r}")
-        self.space()  # validates the grid settings
+    target_flops: FlopsTarget | None = "0.5"
+    target_latency: LatencyTarget | None = None
+    latency_table: str | None = None
+    latency_backend: str = "ort-cpu"
+    latency_batch: PositiveInt = 8
+    w_latency: NonNegativeFloat = 50.0
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 5e-4
+    min_lr: NonNegativeFloat = 1e-5
+    alpha_lr: PositiveFloat | None = None
+    alpha_move: PositiveFloat = 0.4
+    decoder_lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.05
+    warmup_epochs: NonNegativeFloat = 0.5
+    lambda_start: Fraction = 0.99
+    lambda_end: Fraction = 0.1
+    mask_ratio_start: Fraction = 0.05
+    mask_ratio_end: Fraction = 0.25
+    pmim: bool = True
+    prune_every: PositiveInt = 20
+    prune_threshold: OpenFraction = 0.2
+    finalize_at: Annotated[Float, Field(gt=0, le=1)] = 1.0
+    w_onehot: NonNegativeFloat = 0.5
+    c_attn: NonNegativeFloat = 4e-4
+    c_mlp: NonNegativeFloat = 1e-4
+    c_embed: NonNegativeFloat = 1e-4
+    w_flops: NonNegativeFloat = 5.0
+    score_init: ScoreInit = ScoreInit.RANDOM
+    distill: bool = False
+    label_smoothing: Smoothing = 0.1
+    grad_clip: PositiveFloat | None = None
+    align: PositiveInt = 8
+    embed_min: WidthFraction = 0.5
+    mlp_min: WidthFraction = 0.25
+    mlp_steps: PositiveInt = 8
+    train_size: ImageCount = None
+    seed: NonNegativeInt = 0
+    workers: NonNegativeInt = 0
+    stop_after_epochs: PositiveInt | None = None
+    log_every: PositiveInt = 5
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SearchConfig:
+        if self.target_flops is None and self.target_latency is None:
+            raise ValueError("search needs a target: target_flops, target_latency or both")
+        return self
 
     @property
     def peak_alpha_lr(self) -> float:
@@ -137,15 +158,6 @@ class SearchConfig:
         """The candidate grid settings."""
         return SpaceConfig(align=self.align, embed_min=self.embed_min, mlp_min=self.mlp_min, mlp_steps=self.mlp_steps)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return dataclasses.asdict(self)
-
     def result_dict(self) -> dict[str, Any]:
         """The fields that decide the result (for the inputs hash)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> SearchConfig:
-        """Validate and build from a JSON-like dict (unknown keys are an error)."""
-        return from_mapping(cls, data, "search config")

@@ -12,29 +12,29 @@ the target only on average. Two rules here keep the target:
 * **Joint choice at the end.** The open modules get one candidate each, chosen jointly: among combinations
   within ``TOLERANCE`` of the target the one with the highest total log-probability, else the closest one.
 
-MACs are additive over modules once the stage widths are fixed (``models.flops``), and a stage width couples only
-its own blocks, the patch mergings on either side of the stage and the stem or the head. So the choice is one
-exact dynamic programme on a grid of ``dense / GRID`` MACs, run with numpy stage by stage: per alive width of
-the stage, a knapsack over the stage's attention and MLP modules at that width; between two stages, each width of
-the next stage takes the best previous width for every MAC bucket, with the merging between them added. A ViT
-is the one-stage case (one knapsack per embed survivor). Bucket totals carry rounding, so the rule is applied to
-exact MACs: the end states near the band are backtracked and re-costed with ``models.flops`` before one is taken.
+The budget (MACs, or predicted latency: ``cost.py``) is additive over modules once the stage widths are fixed,
+and a stage width couples only its own blocks and the fixed parts on either side of the stage (the stem or a
+patch merging, and the head). So the choice is one exact dynamic programme on a grid of ``dense / GRID``, run
+with numpy stage by stage: per alive width of a stage, a knapsack over the stage's attention and MLP modules at
+that width; into the next stage, each of its widths takes the best previous width for every cost bucket, with
+the fixed part between them added. A ViT is the one-stage case: one knapsack per embed survivor. Bucket totals
+carry rounding, so the rule is applied to exact costs: the end states near the band are backtracked and costed
+again term by term before one is taken.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ofb_deploy.models.flops import block_cost, head_macs, model_macs, stem_macs, transition_macs
+from ofb_deploy.search.cost import Cost
 from ofb_deploy.search.masks import BiMask
 from ofb_deploy.search.supernet import SupernetBase
 
 TOLERANCE = 0.005  # combinations within 0.5% of the target count as meeting it; among them p decides
-GRID = 20000  # MAC buckets over the dense model (0.005% each)
+GRID = 20000  # cost buckets over the dense model (0.005% each)
 CHECK_GRID = 2000  # a coarser grid for the per-round reachability check (0.05% each)
 GUARD_GAP = 0.01  # a round keeps some combination of its survivors within 1% of the target
 Keep = dict[str, list[bool]] | None
@@ -42,9 +42,9 @@ Keep = dict[str, list[bool]] | None
 
 @dataclass(frozen=True)
 class Choice:
-    """One module's options at given stage widths: MACs, log p and alive-candidate index of each."""
+    """One module's options at a given stage width: cost, log p and alive-candidate index of each."""
 
-    macs: tuple[float, ...]
+    cost: tuple[float, ...]
     logp: tuple[float, ...]
     index: tuple[int, ...]
 
@@ -56,59 +56,36 @@ def _logp(mask: BiMask) -> list[float]:
 
 
 def _options(mask: BiMask, keep: Keep) -> list[tuple[int, float, int]]:
-    """(unit count, log p, alive-candidate index) of the (kept) candidates of ``mask``."""
+    """(candidate, log p, alive-candidate index) of the (kept) candidates of a stage's embed mask."""
     flags = keep.get(mask.name) if keep else None
     pairs = zip(mask.candidates, _logp(mask), strict=True)
-    return [(BiMask.unit_count(c), lp, i) for i, (c, lp) in enumerate(pairs) if flags is None or flags[i]]
+    return [(int(c), lp, i) for i, (c, lp) in enumerate(pairs) if flags is None or flags[i]]
 
 
-def _block_modules(net: SupernetBase, stage: int) -> list[tuple[BiMask, int, str]]:
-    """(mask, block, kind) of the attention then MLP modules of ``stage``'s blocks."""
-    blocks = net.spec.stage_blocks(stage)
-    return [(net.attn_masks[i], i, "attn") for i in blocks] + [(net.mlp_masks[i], i, "mlp") for i in blocks]
-
-
-def _module_choice(net: SupernetBase, mask: BiMask, block: int, kind: str, width: int, keep: Keep) -> Choice:
-    macs, logp, index = [], [], []
-    for units, lp, i in _options(mask, keep):
-        attn, mlp = (units, 0) if kind == "attn" else (0, units)
-        macs.append(float(block_cost(net.spec, block, width, attn, mlp)))
-        logp.append(lp)
-        index.append(i)
-    return Choice(tuple(macs), tuple(logp), tuple(index))
-
-
-def block_choices(net: SupernetBase, embed: int | Sequence[int], keep: Keep = None) -> list[Choice]:
-    """Per attention then MLP module of every block, the MACs and log p of each (kept) alive candidate.
-
-    Args:
-        net: the supernet.
-        embed: the residual width per stage the block costs are computed at (one int: every stage).
-        keep: optional per-module flags restricting the candidates (a proposed round).
-    """
-    spec = net.spec
-    widths = [embed] * spec.num_stages if isinstance(embed, int) else list(embed)
-    kinds = [("attn", net.attn_masks), ("mlp", net.mlp_masks)]
-    return [
-        _module_choice(net, mask, i, kind, widths[spec.block_stage[i]], keep)
-        for kind, masks in kinds
-        for i, mask in enumerate(masks)
-    ]
+def _module_choice(cost: Cost, block: int, mask: BiMask, width: int, keep: Keep) -> Choice:
+    flags = keep.get(mask.name) if keep else None
+    costs, logp, index = [], [], []
+    for i, (cand, lp) in enumerate(zip(mask.candidates, _logp(mask), strict=True)):
+        if flags is None or flags[i]:
+            costs.append(cost.part(mask.kind, block, width, cand))
+            logp.append(lp)
+            index.append(i)
+    return Choice(tuple(costs), tuple(logp), tuple(index))
 
 
 def _shift(values: np.ndarray, buckets: int) -> np.ndarray:
-    """``values`` moved up by ``buckets`` MAC buckets (what falls off the top is dropped)."""
+    """``values`` moved up by ``buckets`` cost buckets (what falls off the top is dropped)."""
     out = np.full_like(values, -np.inf)
     if buckets < len(values):
         out[buckets:] = values[: len(values) - buckets]
     return out
 
 
-def _add_module(best: np.ndarray, sizes: np.ndarray, logp: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _add_module(best: np.ndarray, sizes: list[int], logp: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """One knapsack step: every candidate of a module added to ``best``; (new best, arg-max candidate)."""
     nxt = np.full_like(best, -np.inf)
     arg = np.zeros(len(best), dtype=np.int16)
-    for k, (size, lp) in enumerate(zip(sizes.tolist(), logp, strict=True)):
+    for k, (size, lp) in enumerate(zip(sizes, logp, strict=True)):
         cand = _shift(best, size) + lp
         better = cand > nxt
         nxt[better], arg[better] = cand[better], k
@@ -116,42 +93,57 @@ def _add_module(best: np.ndarray, sizes: np.ndarray, logp: tuple[float, ...]) ->
 
 
 class _Programme:
-    """The stage-by-stage dynamic programme of the module docstring, with what backtracking needs."""
+    """The stage-by-stage dynamic programme of the module docstring, with what backtracking needs.
 
-    def __init__(self, net: SupernetBase, quantum: float, keep: Keep) -> None:
-        self.net, self.spec, self.quantum = net, net.spec, quantum
+    Every term is bucketed above its own minimum (a latency table's offset may be negative); the minima add up to
+    ``base``, which is exact, so a bucket ``b`` stands for a total of ``base + b * quantum``.
+    """
+
+    def __init__(self, net: SupernetBase, cost: Cost, quantum: float, keep: Keep) -> None:
+        self.net, self.quantum = net, quantum
         self.stages = [_options(m, keep) for m in net.stage_masks]
-        self.modules = [_block_modules(net, s) for s in range(self.spec.num_stages)]
+        self.modules = [net.stage_modules(s) for s in range(len(self.stages))]
+        # fixed[s][j][k]: the fixed part of stage s at its k-th width, entered from the j-th width of stage s-1
+        self.fixed = [[[cost.fixed(0, w) for w, _, _ in self.stages[0]]]]
+        for s in range(1, len(self.stages)):
+            previous = self.stages[s - 1]
+            self.fixed.append([[cost.fixed(s, w, p) for w, _, _ in self.stages[s]] for p, _, _ in previous])
         # choices[s][k]: the stage's module choices at its k-th width
         self.choices = [
-            [[_module_choice(net, m, i, kind, w, keep) for m, i, kind in self.modules[s]] for w, _, _ in opts]
+            [[_module_choice(cost, block, m, w, keep) for block, m in self.modules[s]] for w, _, _ in opts]
             for s, opts in enumerate(self.stages)
+        ]
+        self.floors = [min(min(row) for row in table) for table in self.fixed]
+        self.module_floors = [
+            [min(min(c[j].cost) for c in per_width) for j in range(len(self.modules[s]))]
+            for s, per_width in enumerate(self.choices)
+        ]
+        self.base = sum(self.floors) + sum(sum(f) for f in self.module_floors)
+        # sizes[s][k][j]: the buckets of each candidate of module j of stage s at the stage's k-th width
+        self.sizes = [
+            [[[self.bucket(c, f) for c in ch.cost] for ch, f in zip(per, floors, strict=True)] for per in per_width]
+            for per_width, floors in zip(self.choices, self.module_floors, strict=True)
         ]
         self.top = self._top()
         self.links: list[list[np.ndarray]] = []  # per stage > 0 and width: best previous width per bucket
         self.args: list[list[list[np.ndarray]]] = []  # per stage, width and module: arg-max candidate per bucket
 
-    def bucket(self, macs: float) -> int:
-        return int(round(macs / self.quantum))
-
-    def sizes(self, choice: Choice) -> np.ndarray:
-        return np.array([self.bucket(m) for m in choice.macs], dtype=np.int64)
+    def bucket(self, value: float, floor: float) -> int:
+        return int(round((value - floor) / self.quantum))
 
     def _top(self) -> int:
-        widest = [max(w for w, _, _ in opts) for opts in self.stages]
-        fixed = [stem_macs(self.spec, widest[0]), head_macs(self.spec, widest[-1])]
-        fixed += [transition_macs(self.spec, s, widest[s - 1], widest[s]) for s in range(1, len(widest))]
-        parts = [self.bucket(m) for m in fixed]
-        for per_width in self.choices:
-            parts += [max(int(self.sizes(c).max()) for c in column) for column in zip(*per_width, strict=True)]
+        pairs = zip(self.fixed, self.floors, strict=True)
+        parts = [max(self.bucket(v, f) for row in table for v in row) for table, f in pairs]
+        for s, per_width in enumerate(self.sizes):
+            parts += [max(max(per[j]) for per in per_width) for j in range(len(self.modules[s]))]
         return sum(parts) + 1
 
     def run(self) -> list[np.ndarray]:
-        """Best total log p per MAC bucket for each width of the last stage (head included)."""
-        spec, current = self.spec, []
-        for width, lp, _ in self.stages[0]:
+        """Best total log p per cost bucket for each width of the last stage."""
+        current = []
+        for k, (_, lp, _) in enumerate(self.stages[0]):
             start = np.full(self.top, -np.inf)
-            start[self.bucket(stem_macs(spec, width))] = lp
+            start[self.bucket(self.fixed[0][0][k], self.floors[0])] = lp
             current.append(start)
         for s in range(len(self.stages)):
             if s:
@@ -159,24 +151,23 @@ class _Programme:
             stage_args = []
             for k, values in enumerate(current):
                 module_args = []
-                for choice in self.choices[s][k]:
-                    values, arg = _add_module(values, self.sizes(choice), choice.logp)
+                for choice, sizes in zip(self.choices[s][k], self.sizes[s][k], strict=True):
+                    values, arg = _add_module(values, sizes, choice.logp)
                     module_args.append(arg)
                 current[k] = values
                 stage_args.append(module_args)
             self.args.append(stage_args)
-        last = self.stages[-1]
-        return [_shift(v, self.bucket(head_macs(spec, w))) for v, (w, _, _) in zip(current, last, strict=True)]
+        return current
 
     def _link(self, stage: int, previous: list[np.ndarray]) -> list[np.ndarray]:
         out, links = [], []
-        for width, lp, _ in self.stages[stage]:
+        for k, (_, lp, _) in enumerate(self.stages[stage]):
             best = np.full(self.top, -np.inf)
             arg = np.zeros(self.top, dtype=np.int16)
-            for k, (prev_width, _, _) in enumerate(self.stages[stage - 1]):
-                cand = _shift(previous[k], self.bucket(transition_macs(self.spec, stage, prev_width, width)))
+            for j in range(len(self.stages[stage - 1])):
+                cand = _shift(previous[j], self.bucket(self.fixed[stage][j][k], self.floors[stage]))
                 better = cand > best
-                best[better], arg[better] = cand[better], k
+                best[better], arg[better] = cand[better], j
             out.append(best + lp)
             links.append(arg)
         self.links.append(links)
@@ -184,77 +175,65 @@ class _Programme:
 
     def backtrack(self, k: int, bucket: int) -> tuple[list[int], list[list[int]]]:
         """(chosen width index per stage, chosen candidate index per stage module) ending at (k, bucket)."""
-        spec, stages = self.spec, self.stages
-        bucket -= self.bucket(head_macs(spec, stages[-1][k][0]))
-        widths: list[int] = [0] * len(stages)
-        picks: list[list[int]] = [[] for _ in stages]
-        for s in reversed(range(len(stages))):
+        widths: list[int] = [0] * len(self.stages)
+        picks: list[list[int]] = [[] for _ in self.stages]
+        for s in reversed(range(len(self.stages))):
             widths[s] = k
-            for choice, arg in zip(reversed(self.choices[s][k]), reversed(self.args[s][k]), strict=True):
-                j = int(arg[bucket])
-                picks[s].append(j)
-                bucket -= self.bucket(choice.macs[j])
+            for sizes, arg in zip(reversed(self.sizes[s][k]), reversed(self.args[s][k]), strict=True):
+                c = int(arg[bucket])
+                picks[s].append(c)
+                bucket -= sizes[c]
             picks[s].reverse()
             if s:
                 prev = int(self.links[s - 1][k][bucket])
-                bucket -= self.bucket(transition_macs(spec, s, stages[s - 1][prev][0], stages[s][k][0]))
+                bucket -= self.bucket(self.fixed[s][prev][k], self.floors[s])
                 k = prev
         return widths, picks
 
     def combination(self, k: int, bucket: int) -> tuple[float, dict[str, int]]:
-        """The combination ending at (last-stage width ``k``, ``bucket``): (exact MACs, index per module name)."""
+        """The combination ending at (last-stage width ``k``, ``bucket``): (exact cost, index per module name)."""
         width_picks, module_picks = self.backtrack(k, bucket)
         out: dict[str, int] = {}
-        units: dict[str, int] = {}
+        total = 0.0
         for s, mask in enumerate(self.net.stage_masks):
-            units[mask.name], _, out[mask.name] = self.stages[s][width_picks[s]]
+            out[mask.name] = self.stages[s][width_picks[s]][2]
+            total += self.fixed[s][width_picks[s - 1] if s else 0][width_picks[s]]
             choices = self.choices[s][width_picks[s]]
-            for (module, _, _), choice, j in zip(self.modules[s], choices, module_picks[s], strict=True):
-                out[module.name] = choice.index[j]
-                units[module.name] = BiMask.unit_count(module.candidates[choice.index[j]])
-        net = self.net
-        macs = model_macs(
-            self.spec,
-            stage_widths=[units[m.name] for m in net.stage_masks],
-            attn_widths=[units[m.name] for m in net.attn_masks],
-            mlp_hiddens=[units[m.name] for m in net.mlp_masks],
-        )
-        return float(macs), out
+            for (_, module), choice, c in zip(self.modules[s], choices, module_picks[s], strict=True):
+                out[module.name] = choice.index[c]
+                total += choice.cost[c]
+        return total, out
 
     def choose(self, ends: list[np.ndarray], target: float) -> tuple[float, dict[str, int]]:
-        """The combination by the rule of the module docstring, judged on exact MACs.
+        """The combination by the rule of the module docstring, judged on exact costs.
 
         Bucket totals are off by at most half a bucket per rounded term, so every state whose bucket total lies
-        within that slack of the band is a candidate: the most probable one whose exact MACs are in the band
+        within that slack of the band is a candidate: the most probable one whose exact cost is in the band
         wins; if none is, the one closest to the target (searched in order of bucket distance, which bounds
         the exact distance from below).
         """
-        totals = np.arange(self.top) * self.quantum
-        slack = (len(self.stages) + 1 + sum(len(m) for m in self.modules)) * self.quantum / 2
+        totals = self.base + np.arange(self.top) * self.quantum
+        slack = (len(self.stages) + sum(len(m) for m in self.modules)) * self.quantum / 2
         band = TOLERANCE * target
         states = [(k, int(b)) for k, v in enumerate(ends) for b in np.nonzero(np.isfinite(v))[0]]
         near = [(k, b) for k, b in states if abs(totals[b] - target) <= band + slack]
         for k, b in sorted(near, key=lambda kb: -ends[kb[0]][kb[1]]):  # stable: ties keep width, bucket order
-            macs, picks = self.combination(k, b)
-            if abs(macs - target) <= band:
-                return macs, picks
-        best: tuple[float, dict[str, int]] | None = None
+            total, picks = self.combination(k, b)
+            if abs(total - target) <= band:
+                return total, picks
+        best: tuple[tuple[float, float], float, dict[str, int]] | None = None
         for k, b in sorted(states, key=lambda kb: abs(totals[kb[1]] - target)):
-            if best is not None and abs(totals[b] - target) - slack > abs(best[0] - target):
+            if best is not None and abs(totals[b] - target) - slack > best[0][0]:
                 break
-            macs, picks = self.combination(k, b)
-            if best is None or abs(macs - target) < abs(best[0] - target):
-                best = (macs, picks)
+            total, picks = self.combination(k, b)
+            rank = (abs(total - target), -float(ends[k][b]))  # equally close: the more probable one
+            if best is None or rank < best[0]:
+                best = (rank, total, picks)
         assert best is not None
-        return best
+        return best[1], best[2]
 
 
-def guard_round(
-    net: SupernetBase,
-    keep: dict[str, list[bool]],
-    target: float,
-    dense_macs: float,
-) -> dict[str, list[bool]]:
+def guard_round(net: SupernetBase, keep: dict[str, list[bool]], cost: Cost, target: float) -> dict[str, list[bool]]:
     """Keep the round from losing the target: re-admit the best pre-round combination if the drops lose it.
 
     Before the round some combination of the alive candidates comes within ``gap`` of the target (at least
@@ -264,11 +243,11 @@ def guard_round(
     Args:
         net: the supernet (candidates before the round).
         keep: proposed survivor flags per module name (a modified copy is returned).
-        target: the MACs target.
-        dense_macs: the dense model's MACs.
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
     """
-    before, picks = closest_combination(net, target, dense_macs, None, grid=CHECK_GRID)
-    after, _ = closest_combination(net, target, dense_macs, keep, grid=CHECK_GRID)
+    before, picks = closest_combination(net, cost, target, None, grid=CHECK_GRID)
+    after, _ = closest_combination(net, cost, target, keep, grid=CHECK_GRID)
     limit = max(GUARD_GAP, abs(before - target) / target)
     if abs(after - target) / target <= limit:
         return keep
@@ -280,34 +259,34 @@ def guard_round(
 
 def closest_combination(
     net: SupernetBase,
+    cost: Cost,
     target: float,
-    dense_macs: float,
     keep: Keep = None,
     grid: int = GRID,
 ) -> tuple[float, dict[str, int]]:
-    """The (kept) alive candidates whose combination best meets ``target``: (MACs, index per module name).
+    """The (kept) alive candidates whose combination best meets ``target``: (cost, index per module name).
 
     Args:
-        net: the supernet.
-        target: the MACs target.
-        dense_macs: the dense model's MACs (sets the grid).
+        net: the supernet (a ViT or a Swin).
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
         keep: optional per-module flags restricting the candidates (a proposed round).
-        grid: MAC buckets over the dense model.
+        grid: cost buckets over the dense model's cost.
     """
-    programme = _Programme(net, dense_macs / grid, keep)
+    programme = _Programme(net, cost, cost.dense / grid, keep)
     return programme.choose(programme.run(), target)
 
 
-def finalize_closest(net: SupernetBase, target: float, dense_macs: float, lam: float) -> list[str]:
+def finalize_closest(net: SupernetBase, cost: Cost, target: float, lam: float) -> list[str]:
     """Finalise every open module at the jointly chosen candidate; return the names of those that were open.
 
     Args:
         net: the supernet.
-        target: the MACs target.
-        dense_macs: the dense model's MACs.
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
         lam: current lambda (frozen into the scales).
     """
-    _, picks = closest_combination(net, target, dense_macs)
+    _, picks = closest_combination(net, cost, target)
     opened = [m.name for m in net.masks() if not m.final]
     for mask in net.masks():
         if not mask.final:

@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.finetune.distill import DistillConfig, kd_loss
+from ofb_deploy.finetune.config import DistillConfig
+from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.cost import Cost, MacsCost
 from ofb_deploy.search.finalize import finalize_closest
-from ofb_deploy.search.losses import flops_loss, module_onehot_loss
+from ofb_deploy.search.losses import budget_loss, module_onehot_loss
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
 from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
 from ofb_deploy.search.supernet import SupernetBase
@@ -46,10 +48,11 @@ class SearchState:
     supernet: SupernetBase
     decoder: PixelDecoder
     config: SearchConfig
-    target_macs: int
+    target_macs: int | None
     dense_macs: int
     steps_per_epoch: int
     teacher: torch.nn.Module | None = None
+    latency: tuple[Cost, float] | None = None  # (LatencyCost, target ms) when the search targets latency
     opt_w: torch.optim.Optimizer = field(init=False)
     opt_d: torch.optim.Optimizer = field(init=False)
     opt_a: torch.optim.Optimizer | None = field(init=False)
@@ -81,6 +84,7 @@ class SearchState:
         )
         self.opt_a = make_alpha_optimizer(self.supernet, cfg.peak_alpha_lr)
         self.window = local_window(self.supernet.spec.img_size)
+        self.macs_cost = MacsCost(self.supernet.spec)
         self.generator = torch.Generator()
 
     # -- schedules ------------------------------------------------------------------------------------------
@@ -152,20 +156,40 @@ class SearchState:
             loss = loss + (ce.detach() / mim.detach().clamp_min(1e-8)) * mim
             out["mim"] = mim
         arch = self.arch_losses()
-        out.update(arch, loss=loss + arch["onehot"] + arch["flops"].to(x.device))
+        out.update(arch, loss=loss + arch["onehot"] + arch["budget"].to(x.device))
         return out
 
     def arch_losses(self) -> dict[str, torch.Tensor]:
-        """The terms on alpha alone: the one-hot losses (with the score L1) and the FLOPs loss."""
+        """The terms on alpha alone: one-hot losses (with the score L1) and the budget (FLOPs and/or latency).
+
+        ``budget`` is their sum; ``soft_macs`` (and ``soft_ms`` with a latency target) the expected cost.
+        """
         cfg, net = self.config, self.supernet
         weights = {"embed": cfg.c_embed, "attn": cfg.c_attn, "mlp": cfg.c_mlp}
         onehot = sum(cfg.w_onehot * module_onehot_loss(m, weights[m.kind]) for m in net.masks())
         soft = net.soft_macs()
-        return {
-            "onehot": onehot,
-            "flops": cfg.w_flops * flops_loss(soft, self.target_macs, self.dense_macs),
-            "soft_macs": torch.as_tensor(float(soft.detach() if torch.is_tensor(soft) else soft)),
-        }
+        soft_value = float(soft.detach() if torch.is_tensor(soft) else soft)
+        terms = {"onehot": onehot, "soft_macs": torch.as_tensor(soft_value)}
+        budget = torch.zeros(())
+        if self.target_macs is not None:
+            terms["flops"] = cfg.w_flops * budget_loss(soft, self.target_macs, self.dense_macs)
+            budget = budget + terms["flops"]
+        if self.latency is not None:
+            cost, target = self.latency
+            expected = cost.expected(net)
+            terms["latency"] = cfg.w_latency * budget_loss(expected, target, cost.dense)
+            terms["soft_ms"] = expected.detach()
+            budget = budget + terms["latency"]
+        terms["budget"] = budget
+        return terms
+
+    @property
+    def primary(self) -> tuple[Cost, float]:
+        """The budget rounds and finalisation meet: latency when targeted, else MACs."""
+        if self.latency is not None:
+            return self.latency
+        assert self.target_macs is not None
+        return self.macs_cost, float(self.target_macs)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, t: float) -> dict[str, float]:
         """One optimisation step; returns the loss terms as floats."""
@@ -200,9 +224,7 @@ class SearchState:
         ``prune_log`` with the step, the epoch, the changes, the modules that became final and the alive
         candidate count of every module.
         """
-        changed = prune_round(
-            self.supernet, self.config.prune_threshold, self.lam(t), self.target_macs, self.dense_macs
-        )
+        changed = prune_round(self.supernet, self.config.prune_threshold, self.lam(t), *self.primary)
         if changed:
             self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
             sync_search_state(self.supernet)
@@ -225,7 +247,7 @@ class SearchState:
 
     def finalize_open(self, step: int, t: float) -> list[str]:
         """Finalise every open module at once, closest to the target; logged as a joint round."""
-        opened = finalize_closest(self.supernet, self.target_macs, self.dense_macs, self.lam(t))
+        opened = finalize_closest(self.supernet, *self.primary, self.lam(t))
         if opened:
             self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
             sync_search_state(self.supernet)

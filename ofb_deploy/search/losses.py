@@ -53,7 +53,7 @@ def module_onehot_loss(mask: BiMask, score_weight: float) -> torch.Tensor:
     return onehot_loss(mask.probs()) + score_weight * mask.importance().sum()
 
 
-def flops_loss(soft_macs: torch.Tensor | float, target_macs: float, dense_macs: float) -> torch.Tensor:
-    """((F_soft - F_target) / F_dense)^2, differentiable through ``soft_macs``."""
-    soft = torch.as_tensor(soft_macs, dtype=torch.float32)
-    return ((soft - target_macs) / dense_macs) ** 2
+def budget_loss(expected: torch.Tensor | float, target: float, dense: float) -> torch.Tensor:
+    """((E - target) / dense)^2 for MACs (OFB FLOPs loss) or predicted latency; differentiable in ``expected``."""
+    soft = torch.as_tensor(expected, dtype=torch.float32)
+    return ((soft - target) / dense) ** 2

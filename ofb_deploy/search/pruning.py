@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ofb_deploy.search.cost import Cost
 from ofb_deploy.search.finalize import guard_round
 from ofb_deploy.search.masks import BiMask
 from ofb_deploy.search.supernet import SupernetBase
@@ -70,8 +71,8 @@ def prune_round(
     supernet: SupernetBase,
     threshold: float,
     lam: float,
-    target_macs: float,
-    dense_macs: float,
+    cost: Cost,
+    target: float,
 ) -> list[dict[str, Any]]:
     """One hard-pruning round over every module; returns one record per module that changed.
 
@@ -83,12 +84,12 @@ def prune_round(
         supernet: the supernet.
         threshold: the OFB constant (0.2).
         lam: current lambda (frozen into newly final masks).
-        target_macs: the FLOPs target in MACs.
-        dense_macs: the dense model's MACs.
+        cost: what the target counts (MACs or predicted latency).
+        target: the target in the cost's unit.
     """
     keep = {m.name: m.proposed_keep(threshold) for m in supernet.masks()}
     if any(not all(flags) for flags in keep.values()):
-        keep = guard_round(supernet, keep, target_macs, dense_macs)
+        keep = guard_round(supernet, keep, cost, target)
     changed = []
     for mask in supernet.masks():
         before = candidate_labels(mask)

@@ -1,21 +1,21 @@
-"""The search output: ``arch.json`` (kept widths and indices) and ``searched.safetensors`` (weights + scales).
+"""The search output: ``RunDir.arch_path`` (kept widths and indices) and ``RunDir.searched_weights_path``.
 
-Format (read by slicing): the dense-shaped state dict after the search plus the frozen final masks ``scale.embed``
-(D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on dropped units (Swin:
-``scale.layers.{s}.embed`` per stage and ``scale.layers.{s}.blocks.{j}.attn``/``mlp``, the block's state-dict
-prefix). ``arch.json`` of a Swin also lists ``stage_dims`` and ``stage_idx`` (kept channels per stage; ``embed_idx``
-is stage 0's). ``load_searched_model`` rebuilds the supernet with every mask final from these two files, so its
-forward is exactly the searched model's (slicing's exactness reference).
+Format (read by slicing): the weights are the dense-shaped state dict after the search plus the frozen final masks
+``scale.embed`` (D,), ``scale.blocks.{i}.attn`` (H, d) and ``scale.blocks.{i}.mlp`` (M,), zero on dropped units
+(Swin: ``scale.layers.{s}.embed`` per stage and ``scale.layers.{s}.blocks.{j}.attn``/``mlp``, the block's
+state-dict prefix). The arch document of a Swin also lists ``stage_dims`` and ``stage_idx`` (kept channels per
+stage; ``embed_idx`` is stage 0's). ``load_searched_model`` rebuilds the supernet with every mask final from these
+two files, so its forward is exactly the searched model's (slicing's exactness reference).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.models.arch_spec import SCHEMA_VERSION, ArchSpec
 from ofb_deploy.models.checkpoint import read_state_dict, save_state_dict
@@ -25,9 +25,6 @@ from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.masks import ChannelMask, HeadMask
 from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.utils.io import atomic_write_json, read_json
-
-ARCH_FILE = "arch.json"
-WEIGHTS_FILE = "searched.safetensors"
 
 
 def searched_spec(supernet: SupernetBase) -> ArchSpec:
@@ -40,12 +37,12 @@ def searched_spec(supernet: SupernetBase) -> ArchSpec:
     )
 
 
-def arch_document(supernet: SupernetBase, target_macs: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """The ``arch.json`` document of a searched supernet.
+def arch_document(supernet: SupernetBase, target_macs: int | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """The search result document (``RunDir.arch_path``) of a searched supernet.
 
     Args:
         supernet: the supernet with every mask final.
-        target_macs: the FLOPs target in MACs.
+        target_macs: the FLOPs target in MACs (``None``: a latency-only search).
         extra: more keys (converged, unconverged, seed, epochs, metrics ...).
     """
     spec = supernet.spec
@@ -70,9 +67,9 @@ def arch_document(supernet: SupernetBase, target_macs: int, extra: dict[str, Any
         "base_model": spec.base_model,
         "dense_arch": spec.to_dict(),
         "dense_flops": count_macs(spec).total,
-        "target_flops": int(target_macs),
+        "target_flops": None if target_macs is None else int(target_macs),
         "flops": count_macs(sub).total,
-        "flops_over_target": round(count_macs(sub).total / target_macs, 5),
+        "flops_over_target": None if target_macs is None else round(count_macs(sub).total / target_macs, 5),
         "params": count_params(sub),
         "dense_params": count_params(spec),
         "embed_dim": sub.embed_dim,
@@ -90,11 +87,11 @@ def scale_tensors(supernet: SupernetBase) -> dict[str, torch.Tensor]:
     return {f"scale.{mask.name}": mask.scale for mask in supernet.masks()}
 
 
-def write_result(supernet: SupernetBase, search_dir: Path, doc: dict[str, Any]) -> None:
-    """Write ``searched.safetensors`` then ``arch.json`` (both atomically; arch.json last marks completion)."""
+def write_result(supernet: SupernetBase, run_dir: RunDir, doc: dict[str, Any]) -> None:
+    """Write the searched weights, then the arch document (both atomically; the document last marks completion)."""
     state = {**supernet.model.state_dict(), **scale_tensors(supernet)}
-    save_state_dict(state, Path(search_dir) / WEIGHTS_FILE)
-    atomic_write_json(Path(search_dir) / ARCH_FILE, doc)
+    save_state_dict(state, run_dir.searched_weights_path)
+    atomic_write_json(run_dir.arch_path, doc)
 
 
 def _set_final(mask: ChannelMask | HeadMask, alive: torch.Tensor, scale: torch.Tensor, candidate: Any) -> None:
@@ -127,17 +124,17 @@ def _alive_from_doc(supernet: SupernetBase, doc: dict[str, Any]) -> list[tuple[t
     return out + attn + mlp
 
 
-def load_searched_model(search_dir: str | Path) -> nn.Module:
+def load_searched_model(run_dir: RunDir) -> nn.Module:
     """The searched model with its final masks, run through the search's own masked forward (eval mode).
 
     Args:
-        search_dir: folder with ``arch.json`` and ``searched.safetensors`` (``RunDir.search_dir``).
+        run_dir: a run whose search is done (``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
     """
-    search_dir = Path(search_dir)
-    doc = read_json(search_dir / ARCH_FILE, "search result")
+    search_dir = run_dir.search_dir
+    doc = read_json(run_dir.arch_path, "search result")
     try:
-        spec = ArchSpec.from_dict(doc["dense_arch"], source=str(search_dir / ARCH_FILE))
-        state = read_state_dict(search_dir / WEIGHTS_FILE)
+        spec = ArchSpec.from_dict(doc["dense_arch"], source=str(run_dir.arch_path))
+        state = read_state_dict(run_dir.searched_weights_path)
         model = build_model(spec)
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("scale.")})
         supernet = build_supernet(model)

@@ -2,14 +2,13 @@
 
 Loads the dense model, builds the supernet over it, runs the OFB loop (``loop.SearchState``) with a resume
 checkpoint each epoch, finalises the modules still open at the end jointly, closest to the FLOPs target
-(``finalize.py``), evaluates the result and writes ``search/arch.json`` + ``search/searched.safetensors``
-(``result.py``).
+(``finalize.py``), evaluates the result and writes it to ``RunDir.arch_path`` and
+``RunDir.searched_weights_path`` (``result.py``).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,19 +16,27 @@ from typing import Any
 
 import torch
 
-from ofb_deploy.data import DataConfig, as_config, build_loader, build_splits, dataset_info, set_epoch
-from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.artifacts import RunDir, model_weight_files
+from ofb_deploy.data import (
+    DataConfig,
+    build_loader,
+    build_splits,
+    dataset_info,
+    record_run_data,
+    run_data,
+    set_epoch,
+)
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.models.checkpoint import load_dense
 from ofb_deploy.models.flops import count_macs
-from ofb_deploy.models.registry import create_model
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
-from ofb_deploy.search.space import resolve_flops_target
+from ofb_deploy.search.space import parse_latency, resolve_flops_target, smallest_spec
 from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
@@ -40,30 +47,55 @@ from ofb_deploy.utils.threads import set_cpu_threads
 log = logging.getLogger(__name__)
 
 
-def load_dense(
+def load_dense_model(
     run_dir: RunDir,
     checkpoint: Path | str | None,
     model_name: str | None,
     data: DataConfig,
 ) -> tuple[torch.nn.Module, Path]:
-    """The dense model: a model folder (default ``RUN/dense``) or a weights file of ``model_name``.
+    """The dense model to search and where it came from: ``checkpoint`` or the run's dense model.
 
     Args:
-        run_dir: the run directory.
-        checkpoint: a model folder from ``ofb-deploy train`` or a ``.safetensors``/``.pth`` state dict.
-        model_name: registry name (needed for a bare weights file).
-        data: the data config (classes and channels of a registry model).
+        run_dir: the run directory (``RunDir.dense_dir`` is the default checkpoint).
+        checkpoint: a model folder or a weights file (``models.checkpoint.load_dense``).
+        model_name: registry name: needed for a weights file; for a folder it must name the model it holds.
+        data: the data config (classes and channels of a weights file's model when its tensors do not say).
     """
     path = Path(checkpoint) if checkpoint is not None else run_dir.dense_dir
-    if not path.exists():
-        raise ModelError(f"dense checkpoint not found: {path} (train one with 'ofb-deploy train')")
-    if path.is_dir():
-        return load_model_dir(path), path
-    if model_name is None:
-        raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
-    info = dataset_info(data)
-    model = create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans, checkpoint=path)
+    info = dataset_info(data) if path.is_file() else None
+    model = load_dense(path, model_name, num_classes=info and info.num_classes, in_chans=info and info.in_chans)
     return model, path
+
+
+def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float] | None:
+    """The latency budget of a search: (cost from the table, target ms), or ``None`` without a latency target.
+
+    The table is read from ``latency_table`` (it must be of this model) or profiled here on ``latency_backend``
+    at ``latency_batch`` (cached); a target the space cannot reach fails before any training.
+    """
+    if config.target_latency is None:
+        return None
+    from ofb_deploy.profile.table import LatencyTable, arch_key
+
+    target = parse_latency(config.target_latency)
+    if config.latency_table is not None:
+        table = LatencyTable.load(config.latency_table)
+        if table.key.get("arch") != arch_key(spec):
+            raise ConfigError(
+                f"latency table {config.latency_table} was profiled for another model than {spec.base_model}"
+            )
+    else:
+        from ofb_deploy.profile.measure import profile_model
+
+        table = profile_model(spec, backend=config.latency_backend, batch=config.latency_batch, space=config.space())
+    cost = LatencyCost(spec, table)
+    low, high = cost.of_spec(smallest_spec(spec, config.space())), cost.dense
+    if not low <= target <= high:
+        raise ConfigError(
+            f"latency target {target:.3f} ms is outside what the space reaches on {table.key['backend']} at batch "
+            f"{table.key['batch']}: {low:.3f} ms (smallest subnet) to {high:.3f} ms (dense)"
+        )
+    return cost, target
 
 
 def init_scores_from_weights(supernet: SupernetBase) -> None:
@@ -80,7 +112,7 @@ def init_scores_from_weights(supernet: SupernetBase) -> None:
 def _fingerprint(source: Path) -> str:
     if source.is_file():
         return sha256_file(source)
-    return sha256_json({p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))})
+    return sha256_json({p.name: sha256_file(p) for p in model_weight_files(source)})
 
 
 def _digest(net: SupernetBase) -> str:
@@ -94,16 +126,42 @@ def _digest(net: SupernetBase) -> str:
     return digest.hexdigest()
 
 
-def _status(net: SupernetBase, terms: dict[str, float], target: int) -> str:
+def _status(state: SearchState, terms: dict[str, float]) -> str:
+    net = state.supernet
     alive = {"embed": 0, "attn": 0, "mlp": 0}
     for m in net.masks():
         alive[m.kind] += len(m.candidates)
-    loss = " ".join(f"{k} {terms[k]:.3f}" for k in ("ce", "mim", "onehot", "flops") if k in terms)
+    loss = " ".join(f"{k} {terms[k]:.3f}" for k in ("ce", "mim", "onehot", "flops", "latency") if k in terms)
+    budget = f"F {terms['soft_macs'] / 1e6:.2f}M"
+    if state.target_macs is not None:
+        budget += f"/{state.target_macs / 1e6:.2f}M"
+    if state.latency is not None and "soft_ms" in terms:
+        budget += f" L {terms['soft_ms']:.3f}/{state.latency[1]:.3f}ms"
     return (
-        f"{loss} | F {terms['soft_macs'] / 1e6:.2f}/{target / 1e6:.2f}M | "
+        f"{loss} | {budget} | "
         f"cand e{alive['embed']} a{alive['attn']} m{alive['mlp']} | final {sum(m.final for m in net.masks())}"
         f"/{len(net.masks())}"
     )
+
+
+def _latency_summary(state: SearchState) -> dict[str, Any] | None:
+    """Predicted latency of the result and the table it came from (``None`` without a latency target)."""
+    if state.latency is None:
+        return None
+    from ofb_deploy.search.result import searched_spec
+
+    cost, target = state.latency
+    key = cost.table.key
+    return {
+        "target_ms": round(target, 5),
+        "predicted_ms": round(cost.table.predict(searched_spec(state.supernet)), 5),
+        "dense_predicted_ms": round(cost.dense, 5),
+        "table_digest": cost.table.digest,
+        "backend": key["backend"],
+        "batch": key["batch"],
+        "precision": key["precision"],
+        "threads": key["threads"],
+    }
 
 
 def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: str, device: torch.device) -> None:
@@ -129,7 +187,7 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
                     if opened:
                         log.info("step %d: finalised %s jointly, closest to the target", step + 1, ", ".join(opened))
                 if i % cfg.log_every == 0 or i + 1 == n:
-                    progress.update(task, info=_status(net, terms, state.target_macs))
+                    progress.update(task, info=_status(state, terms))
                 progress.advance(task)
             state.epoch += 1
             state.history.append({"epoch": epoch, **{k: round(v, 5) for k, v in terms.items()}})
@@ -139,19 +197,20 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
 
 
 def _prepare(
-    run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: Any
+    run_dir: RunDir, config: SearchConfig, dense_checkpoint: Path | str | None, model_name: str | None, data: DataConfig
 ) -> tuple[SearchState, Any, Any, str, torch.device, DataConfig]:
-    device = init_distributed()
-    if device.type == "cpu":
-        set_cpu_threads()
-    cfg_data = as_config(data)
+    cfg_data = data
     if cfg_data.train_size is None and config.train_size is not None:
-        cfg_data = dataclasses.replace(cfg_data, train_size=config.train_size)
-    model, source = load_dense(run_dir, dense_checkpoint, model_name, cfg_data)
+        cfg_data = cfg_data.replace(train_size=config.train_size)
+    model, source = load_dense_model(run_dir, dense_checkpoint, model_name, cfg_data)
     spec = model.spec
     dense_macs = count_macs(spec).total
-    target = resolve_flops_target(config.target_flops, spec, config.space())
+    target = None if config.target_flops is None else resolve_flops_target(config.target_flops, spec, config.space())
+    latency = resolve_latency(config, spec)
     splits = build_splits(cfg_data, spec)
+    device = init_distributed()  # after the inputs are checked: a bad one fails before any setup
+    if device.type == "cpu":
+        set_cpu_threads()
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
     supernet = build_supernet(model, config.space())
@@ -162,7 +221,7 @@ def _prepare(
     decoder = supernet.make_decoder().to(device)
     loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
-    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher)
+    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher, latency=latency)
     state.broadcast_start()
     inputs_hash = sha256_json(
         {
@@ -170,6 +229,7 @@ def _prepare(
             "data": cfg_data.to_dict(),
             "dense": _fingerprint(source),
             "arch": spec.to_dict(),
+            "latency_table": None if latency is None else latency[0].table.to_dict(),
         }
     )
     return state, loader, val_loader, inputs_hash, device, cfg_data
@@ -181,24 +241,27 @@ def run_search(
     *,
     dense_checkpoint: Path | str | None = None,
     model_name: str | None = None,
-    data: DataConfig | str = "fmnist",
+    data: DataConfig | str | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Search a subnet of the dense model under a FLOPs target; write ``RUN/search/``; return the summary.
+    """Search a subnet of the dense model under a FLOPs target; write the run's search folder; return the summary.
 
     Args:
-        run_dir: the run directory (``search/`` is created in it).
+        run_dir: the run directory (its search folder is created).
         config: search settings (target, epochs, ...).
-        dense_checkpoint: a model folder or weights file (default: ``RUN/dense``).
-        model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file.
-        data: ``fmnist``, an ImageFolder path or a ``DataConfig``.
-        resume: continue from ``RUN/search/search_state.pt`` when it exists.
+        dense_checkpoint: a model folder or weights file (default: ``RunDir.dense_dir``).
+        model_name: registry name, needed when ``dense_checkpoint`` is a bare weights file; for a folder it must
+            name the model the folder holds.
+        data: ``fmnist``, an ImageFolder path or a ``DataConfig`` (default: the run's, ``data.run_data``); the
+            first stage of a run records it.
+        resume: continue from the search's resume state (``RunDir.state_file("search")``) when it exists.
     """
     from ofb_deploy.train import evaluate
 
     started = time.perf_counter()
+    chosen = run_data(run_dir, data)
     state, loader, val_loader, inputs_hash, device, cfg_data = _prepare(
-        run_dir, config, dense_checkpoint, model_name, data
+        run_dir, config, dense_checkpoint, model_name, chosen
     )
     run_dir.stage_dir("search", create=True)
     state_path = run_dir.state_file("search")
@@ -211,7 +274,7 @@ def run_search(
     net = state.supernet
     top1_soft = evaluate(net, val_loader, device)["top1"]
     joint = [name for r in state.prune_log if r.get("joint") for name in r["became_final"]]
-    unconverged = joint + finalize_closest(net, state.target_macs, state.dense_macs, net.lam)
+    unconverged = joint + finalize_closest(net, *state.primary, net.lam)
     if unconverged:
         log.info("finalised %d open module(s) jointly, closest to the target: %s", len(unconverged), unconverged)
     metrics = evaluate(net, val_loader, device)
@@ -231,9 +294,10 @@ def run_search(
         "prune_log": state.prune_log,
     }
     summary["weights_sha256"] = _digest(net)
-    doc = arch_document(net, state.target_macs, summary)
+    doc = arch_document(net, state.target_macs, {**summary, "latency": _latency_summary(state)})
     if is_main():
-        write_result(net, run_dir.search_dir, doc)
+        write_result(net, run_dir, doc)
+        record_run_data(run_dir, chosen)
         keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")
         run_dir.mark_done("search", inputs_hash, **{k: doc[k] for k in keys})
     barrier()

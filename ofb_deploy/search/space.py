@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.flops import count_macs, model_macs
+from ofb_deploy.models.flops import count_macs
+from ofb_deploy.utils.config import ConfigModel, Float, PositiveInt
+
+WidthFraction = Annotated[Float, Field(gt=0, le=1)]
 
 
-@dataclass(frozen=True)
-class SpaceConfig:
+class SpaceConfig(ConfigModel):
     """Candidate grid settings.
 
     Args:
@@ -33,20 +37,12 @@ class SpaceConfig:
         mlp_steps: MLP candidates are ``k/mlp_steps`` of the dense width (then aligned).
     """
 
-    align: int = 8
-    embed_min: float = 0.5
-    mlp_min: float = 0.25
-    mlp_steps: int = 8
+    SECTION: ClassVar[str] = "search"
 
-    def __post_init__(self) -> None:
-        if self.align < 1:
-            raise ConfigError(f"align must be >= 1, got {self.align}")
-        for name in ("embed_min", "mlp_min"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        if self.mlp_steps < 1:
-            raise ConfigError(f"mlp_steps must be >= 1, got {self.mlp_steps}")
+    align: PositiveInt = 8
+    embed_min: WidthFraction = 0.5
+    mlp_min: WidthFraction = 0.25
+    mlp_steps: PositiveInt = 8
 
 
 def _aligned_range(full: int, low: float, align: int) -> list[int]:
@@ -84,6 +80,26 @@ _TARGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([kmgt]?)\s*(?:m
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
+def check_flops_target(target: str | float) -> str:
+    """``target`` as the text ``parse_flops_target`` reads, or ``ValueError`` naming the two accepted forms.
+
+    Args:
+        target: a fraction of the dense MACs (``0.5``) or MACs with a unit (``1.2G``, ``800M``).
+    """
+    if isinstance(target, bool) or not isinstance(target, str | int | float):
+        raise ValueError("use a fraction like 0.5 or MACs like 1.2G / 800M")
+    match = _TARGET.match(str(target))
+    if match is None:
+        raise ValueError("use a fraction like 0.5 or MACs like 1.2G / 800M")
+    value, unit = float(match.group(1)), match.group(2)
+    if value <= 0:
+        raise ValueError("a FLOPs target must be positive")
+    if not unit and 1 < value < 1000:
+        # NOTE: a bare 2.0 is almost surely a mistaken fraction, not a 2-MAC model
+        raise ValueError("a fraction must be in (0, 1]; absolute MACs need a unit (1.2G)")
+    return str(target).strip()
+
+
 def parse_flops_target(target: str | float, dense_macs: int) -> int:
     """Turn a FLOPs target into MACs: a fraction of the dense model (``0.5``) or absolute (``1.2G``, ``800M``).
 
@@ -91,16 +107,12 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
         target: a number in (0, 1] (fraction), or a MAC count with an optional K/M/G/T suffix.
         dense_macs: MACs of the dense model per image.
     """
-    match = _TARGET.match(str(target))
-    if match is None:
-        raise ConfigError(f"bad FLOPs target {target!r}: use a fraction like 0.5 or MACs like 1.2G / 800M")
+    try:
+        match = _TARGET.match(check_flops_target(target))
+    except ValueError as exc:
+        raise ConfigError(f"FLOPs target {target!r}: {exc}") from None
     value, unit = float(match.group(1)), match.group(2).lower()
-    if not unit and 1 < value < 1000:
-        # NOTE: a bare 2.0 is almost surely a mistaken fraction, not a 2-MAC model
-        raise ConfigError(f"FLOPs target {target!r}: a fraction must be in (0, 1]; absolute MACs need a unit (1.2G)")
     macs = value * dense_macs if (not unit and value <= 1) else value * _UNITS[unit]
-    if macs <= 0:
-        raise ConfigError(f"FLOPs target {target!r} must be positive")
     if macs > dense_macs:
         raise ConfigError(
             f"FLOPs target {target!r} ({macs / 1e6:.2f} MMACs) exceeds the dense model's {dense_macs / 1e6:.2f} MMACs"
@@ -108,19 +120,38 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
     return int(round(macs))
 
 
+_LATENCY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|us|s)\s*$", re.IGNORECASE)
+_TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+
+
+def parse_latency(target: str | float) -> float:
+    """A latency budget in ms from ``1.5ms``, ``800us`` or ``0.002s`` (the unit is required)."""
+    match = _LATENCY.match(str(target))
+    if match is None:
+        raise ConfigError(f"bad latency target {target!r}: give a number and a unit, like 1.5ms or 800us")
+    ms = float(match.group(1)) * _TO_MS[match.group(2).lower()]
+    if ms <= 0:
+        raise ConfigError(f"latency target {target!r} must be positive")
+    return ms
+
+
+def smallest_spec(spec: ArchSpec, space: SpaceConfig) -> ArchSpec:
+    """The narrowest subnet of the search space: every module (and every stage width) at its smallest candidate."""
+    attn = [
+        min(attn_candidates(h, d, space), key=lambda c: c[0] * c[1])
+        for h, d in zip(spec.num_heads, spec.head_dim, strict=True)
+    ]
+    return spec.with_widths(
+        stage_widths=tuple(min(embed_candidates(w, space)) for w in spec.stage_widths),
+        num_heads=tuple(h for h, _ in attn),
+        head_dim=tuple(d for _, d in attn),
+        mlp_hidden=tuple(min(mlp_candidates(m, space)) for m in spec.mlp_hidden),
+    )
+
+
 def min_subnet_macs(spec: ArchSpec, space: SpaceConfig) -> int:
     """MACs of the smallest subnet the search space holds (every module at its narrowest candidate)."""
-    return int(
-        model_macs(
-            spec,
-            stage_widths=[min(embed_candidates(w, space)) for w in spec.stage_widths],
-            attn_widths=[
-                min(h * d for h, d in attn_candidates(nh, hd, space))
-                for nh, hd in zip(spec.num_heads, spec.head_dim, strict=True)
-            ],
-            mlp_hiddens=[min(mlp_candidates(m, space)) for m in spec.mlp_hidden],
-        )
-    )
+    return count_macs(smallest_spec(spec, space)).total
 
 
 def resolve_flops_target(target: str | float, spec: ArchSpec, space: SpaceConfig) -> int:

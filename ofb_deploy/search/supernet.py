@@ -81,6 +81,12 @@ class SupernetBase(nn.Module, ABC):
     def reconstruct(self, decoder: PixelDecoder, feats: torch.Tensor) -> torch.Tensor:
         """PMIM: the image rebuilt by ``decoder`` from ``forward_features``' output."""
 
+    def stage_modules(self, stage: int) -> list[tuple[int, BiMask]]:
+        """(block, mask) of the attention then MLP modules of ``stage``'s blocks: the modules whose cost that
+        stage's width sets (``cost.py``, ``finalize.py``)."""
+        blocks = self.spec.stage_blocks(stage)
+        return [(i, self.attn_masks[i]) for i in blocks] + [(i, self.mlp_masks[i]) for i in blocks]
+
     def masks(self) -> list[BiMask]:
         """All bi-masks: the stage embeds, then attention and MLP of each block."""
         return [*self.stage_masks, *self.attn_masks, *self.mlp_masks]

@@ -1,23 +1,22 @@
 """Slicing: cut the searched (or hand-written) subnet out of the dense weights into a plain ``OfbViT``."""
 
-from ofb_deploy.slicing.align import align_record
-from ofb_deploy.slicing.handwritten import parse_counts, record_from_counts
-from ofb_deploy.slicing.record import BlockRecord, SliceRecord
-from ofb_deploy.slicing.run import load_dense, load_subnet, save_subnet, slice_handwritten, slice_run
-from ofb_deploy.slicing.slice import slice_subnet, sliced_state_dict, split_scales
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = [
-    "BlockRecord",
-    "SliceRecord",
-    "align_record",
-    "load_dense",
-    "load_subnet",
-    "parse_counts",
-    "record_from_counts",
-    "save_subnet",
-    "slice_handwritten",
-    "slice_run",
-    "slice_subnet",
-    "sliced_state_dict",
-    "split_scales",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "BlockRecord": "record",
+        "SliceConfig": "config",
+        "SliceRecord": "record",
+        "align_record": "align",
+        "load_subnet": "run",
+        "parse_counts": "handwritten",
+        "record_from_counts": "handwritten",
+        "save_subnet": "run",
+        "slice_handwritten": "run",
+        "slice_run": "run",
+        "slice_subnet": "slice",
+        "sliced_state_dict": "slice",
+        "split_scales": "slice",
+    },
+)

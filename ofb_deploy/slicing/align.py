@@ -1,10 +1,10 @@
 """Width alignment: round each searched width up to a multiple of 8, 16 or 64 for faster GPU kernels.
 
 Tensor-core GEMMs run fastest when every matrix dimension is a multiple of 8 (fp16) or 16 (int8), and odd widths
-such as 204 channels lose more speed than their FLOPs save (``shared/docs/DEPLOY.md``). ``align_record`` grows the
-embedding width (a Swin: each stage's), each block's head dim and each MLP width to the next multiple (never past
-the dense width) by adding the next most important units: by search scale first, then weight magnitude (the search
-gives every dropped unit scale 0, so magnitude decides among those). Head counts are not changed.
+such as 204 channels lose more speed than their FLOPs save. ``align_record`` grows the embedding width (a Swin:
+each stage's), each block's head dim and each MLP width to the next multiple (never past the dense width) by adding
+the next most important units: by search scale first, then weight magnitude (the search gives every dropped unit
+scale 0, so magnitude decides among those). Head counts are not changed.
 
 An added unit keeps its search scale, normally 0, so it starts switched off: the aligned model computes the
 searched function exactly except where added embedding channels enter the LayerNorm statistics, and
@@ -19,10 +19,9 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.flops import count_macs
+from ofb_deploy.slicing.config import ALIGN_CHOICES
 from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance, top_k
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
-
-ALIGN_CHOICES = (1, 8, 16, 64)
 
 
 def aligned_width(width: int, multiple: int, limit: int) -> int:

@@ -2,7 +2,7 @@
 
 OFB (arXiv 2403.15835, sec. 3) searches one embedding width for the residual stream and, per block, a set of
 attention heads, a set of q/k/v channels inside each kept head, and a set of MLP neurons. The search writes
-them as index lists (``RUN/search/arch.json``, see ``notes/contracts.md``); a hand-written width file or
+them as index lists (``RunDir.arch_path``); a hand-written width file or
 ``--align`` produces the same lists. Like Torch-Pruning's pruning history, the record is enough to cut the
 same subnet again from the same dense weights (``slice_subnet``), and it validates every index on load so
 a broken file fails with one line. A Swin has one residual width per stage, so its record also holds
@@ -124,9 +124,9 @@ class SliceRecord:
         arch: dict[str, Any],
         dense_arch: ArchSpec | None = None,
         source: str = "search",
-        doc: str = "arch.json",
+        doc: str = "search result",
     ) -> SliceRecord:
-        """Build a record from the search's ``arch.json`` document (index lists).
+        """Build a record from the search result document (``RunDir.arch_path``: index lists).
 
         Args:
             arch: the parsed document (``embed_idx`` and per block ``head_idx``/``channel_idx``/``mlp_idx``).
@@ -162,7 +162,7 @@ class SliceRecord:
             raise ConfigError(f"{doc}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (the ``slice_record.json`` file)."""
+        """JSON form (the ``artifacts.slice_record`` file)."""
         return {
             "record_version": RECORD_VERSION,
             "source": self.source,

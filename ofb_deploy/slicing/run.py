@@ -1,9 +1,9 @@
 """The slice stage: read the search output (or a hand-written width file), write the subnet model folder.
 
-``RUN/slice/`` holds ``subnet.json`` (``{"arch": ArchSpec, "source_model", "flops", "params", ...}``),
-``subnet.safetensors`` and ``slice_record.json`` (the kept indices, replayable with ``slice_subnet``). The
-folder is a normal model folder: ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain
-``OfbViT`` / ``OfbSwin`` code and no search code.
+``RunDir.slice_dir`` is a model folder with the stem ``subnet`` (its JSON: ``{"arch": ArchSpec, "source_model",
+"flops", "params", ...}``) plus the slice record (``artifacts.slice_record``: the kept indices, replayable with
+``slice_subnet``). ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain ``OfbViT`` /
+``OfbSwin`` code and no search code.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
-from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.checkpoint import load_model_dir, read_state_dict, save_model_dir
+from ofb_deploy.artifacts import RunDir, model_json, model_stem, slice_record
+from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.models.checkpoint import load_dense, load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.registry import create_model
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.slicing.align import align_record
 from ofb_deploy.slicing.handwritten import load_counts, record_from_counts
 from ofb_deploy.slicing.record import SliceRecord
@@ -28,8 +25,7 @@ from ofb_deploy.slicing.slice import slice_subnet, split_scales
 from ofb_deploy.utils.io import read_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
-SUBNET_STEM = "subnet"
-RECORD_NAME = "slice_record.json"
+SUBNET_STEM = "subnet"  # a subnet's model folder uses this stem (artifacts.MODEL_STEMS)
 
 
 def save_subnet(
@@ -39,7 +35,7 @@ def save_subnet(
     source_model: str,
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``subnet.json``, ``subnet.safetensors`` and ``slice_record.json``; return the summary.
+    """Write the subnet's model folder and its slice record into ``out_dir``; return the summary.
 
     Args:
         model: the sliced model.
@@ -70,7 +66,7 @@ def save_subnet(
         summary["align_flops_change_pct"] = record.info["align"]["flops_change_pct"]
         summary["flops_before_align"] = record.info["align"]["flops_before"]
     out_dir = Path(out_dir)
-    record.save(out_dir / RECORD_NAME)
+    record.save(slice_record(out_dir))
     save_model_dir(model, out_dir, stem=SUBNET_STEM, meta={**summary, **(meta or {})})
     return summary
 
@@ -79,21 +75,51 @@ def load_subnet(folder: str | Path) -> nn.Module:
     """Rebuild a saved subnet (a plain ``OfbViT`` or ``OfbSwin``, in eval mode) from its folder; no search code.
 
     Args:
-        folder: a folder holding ``subnet.json`` + ``subnet.safetensors`` (``RUN/slice``, ``RUN/finetune``).
+        folder: a subnet's model folder (``RunDir.slice_dir``, ``RunDir.finetune_dir``).
     """
     folder = Path(folder)
-    if not (folder / f"{SUBNET_STEM}.json").is_file():
-        raise ArtifactError(f"{folder} holds no {SUBNET_STEM}.json (run `ofb-deploy slice` first)")
+    if model_stem(folder) != SUBNET_STEM:
+        raise ArtifactError(
+            f"{folder} holds no subnet ({model_json(folder, SUBNET_STEM).name}): run `ofb-deploy slice`"
+        )
     return load_model_dir(folder).eval()
 
 
-def slice_run(run_dir: RunDir, align: int = 1) -> dict[str, Any]:
-    """Slice the searched subnet of a run into ``RUN/slice/``.
+def slice_run(
+    run_dir: RunDir,
+    align: int = 1,
+    *,
+    arch: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Slice the searched subnet of a run, or its dense model to the widths of ``arch``, into ``RunDir.slice_dir``.
 
     Args:
-        run_dir: the run (needs ``search/arch.json`` and ``search/searched.safetensors``).
-        align: round widths up to this multiple (1, 8, 16 or 64).
+        run_dir: the run (needs ``RunDir.arch_path`` and ``RunDir.searched_weights_path``, or with ``arch`` a
+            dense model).
+        align: round widths up to this multiple (``SliceConfig``: 1, 8, 16 or 64).
+        arch: a width file (``handwritten.py``; the search's own result is one); units chosen by magnitude.
+        checkpoint: with ``arch``: the dense model folder or weights file (default ``RunDir.dense_dir``).
+        model: with ``arch``: the registry name of a weights file's model (``models.checkpoint.load_dense``).
     """
+    if arch is None:
+        if checkpoint is not None or model is not None:
+            raise ConfigError("--checkpoint and --model go with --arch: a search result slices its own weights")
+        summary, inputs = _slice_searched(run_dir, align)
+    else:
+        dense = checkpoint if checkpoint is not None else run_dir.dense_dir
+        summary = slice_handwritten(arch, dense, run_dir.slice_dir, model=model, align=align)
+        inputs = sha256_json([sha256_file(Path(arch)), str(dense), align])
+    if not run_dir.is_done("slice", inputs):  # a different subnet: an earlier fine-tune no longer applies
+        run_dir.clear_done("finetune")
+    run_dir.mark_done("slice", inputs, **{k: summary[k] for k in ("flops", "params", "align")})
+    log.info("sliced %s: %.2f MMACs (dense %.2f)", summary["base_model"], summary["flops"] / 1e6,
+             summary["dense_flops"] / 1e6)  # fmt: skip
+    return summary
+
+
+def _slice_searched(run_dir: RunDir, align: int) -> tuple[dict[str, Any], str]:
     arch_path = run_dir.require(run_dir.arch_path, "run `ofb-deploy search` first")
     weights_path = run_dir.require(run_dir.searched_weights_path, "run `ofb-deploy search` first")
     arch = read_json(arch_path, "search result")
@@ -103,53 +129,12 @@ def slice_run(run_dir: RunDir, align: int = 1) -> dict[str, Any]:
     model = slice_subnet(weights, record, scales or None)
     out = run_dir.stage_dir("slice", create=True)
     summary = save_subnet(model, record, out, source_model=f"{run_dir.root}/search", meta={"search": _brief(arch)})
-    inputs = sha256_json([sha256_file(arch_path), sha256_file(weights_path), align])
-    if not run_dir.is_done("slice", inputs):  # a different subnet: an earlier fine-tune no longer applies
-        run_dir.clear_done("finetune")
-    run_dir.mark_done("slice", inputs, **{k: summary[k] for k in ("flops", "params", "align")})
-    log.info(
-        "sliced %s: %.2f MMACs (dense %.2f)",
-        record.dense_arch.base_model,
-        summary["flops"] / 1e6,
-        summary["dense_flops"] / 1e6,
-    )
-    return summary
+    return summary, sha256_json([sha256_file(arch_path), sha256_file(weights_path), align])
 
 
 def _brief(arch: dict[str, Any]) -> dict[str, Any]:
     keys = ("target_flops", "flops", "converged", "seed", "epochs", "data")
     return {k: arch[k] for k in keys if k in arch}
-
-
-def load_dense(checkpoint: str | Path, model: str | None = None) -> tuple[ArchSpec, dict[str, torch.Tensor]]:
-    """A dense model's spec and weights from a model folder, or a weights file plus a registry name.
-
-    Args:
-        checkpoint: model folder (``model.json`` + safetensors) or a ``.safetensors``/``.pth`` file.
-        model: registry name, needed (and only used) when ``checkpoint`` is a file.
-    """
-    path = Path(checkpoint)
-    if path.is_dir():
-        dense = load_model_dir(path)
-    elif model is None:
-        raise ConfigError(f"{path} is a weights file: say which model it holds with --model NAME")
-    else:
-        state = read_state_dict(path)
-        head = state.get("head.weight", state.get("head.fc.weight"))  # ViT, Swin
-        classes = int(head.shape[0]) if head is not None else None
-        chans = state.get("patch_embed.proj.weight")
-        dense = create_model(model, num_classes=classes, in_chans=int(chans.shape[1]) if chans is not None else None)
-        dense.load_state_dict(_checked(dense, state, path))
-    return dense.spec, {k: v.detach() for k, v in dense.state_dict().items()}
-
-
-def _checked(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    own = model.state_dict()
-    for key, value in own.items():
-        if key not in state or tuple(state[key].shape) != tuple(value.shape):
-            got = tuple(state[key].shape) if key in state else "missing"
-            raise ModelError(f"{path} does not fit {model.spec.base_model}: {key} is {got}, needs {tuple(value.shape)}")
-    return {k: state[k] for k in own}
 
 
 def slice_handwritten(
@@ -164,13 +149,15 @@ def slice_handwritten(
 
     Args:
         arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}`` (a Swin:
-            ``"stage_dims": [...]`` instead of ``embed_dim``).
+            ``"stage_dims": [...]`` instead of ``embed_dim``), e.g. a copy of a search result (its other keys are
+            ignored).
         checkpoint: dense model folder, or weights file with ``model``.
-        out_dir: where ``subnet.json``/``subnet.safetensors``/``slice_record.json`` go.
+        out_dir: the subnet's model folder (``save_subnet``).
         model: registry name when ``checkpoint`` is a weights file.
         align: round widths up to this multiple (1, 8, 16 or 64).
     """
-    dense, state = load_dense(checkpoint, model)
+    dense_model = load_dense(checkpoint, model)
+    dense, state = dense_model.spec, {k: v.detach() for k, v in dense_model.state_dict().items()}
     counts = load_counts(arch_file, dense)
     record = align_record(record_from_counts(counts, state, dense), state, align)
     sub = slice_subnet(state, record)

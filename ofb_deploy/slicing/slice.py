@@ -1,7 +1,7 @@
 """Physical slicing: cut the searched subnet out of the dense weights into a plain, smaller ``OfbViT``.
 
 The OFB search (arXiv 2403.15835, sec. 3.3) ends with every mask frozen into a per-unit scale; the searched
-model then computes (``notes/contracts.md``)
+model then computes
 
     x0 = s_e * (cat(cls, patch_embed(x)) + pos)          over the kept embed channels E (LayerNorms over E)
     q, k, v rows of kept (head, channel) times s_a[h, c]  softmax scale 1/sqrt(d)   (d: dense head dim)
@@ -195,7 +195,7 @@ def slice_subnet(
 
     Args:
         dense_state: dense-shaped weights (``scale.*`` entries, if present, are used when ``scales`` is None).
-        arch: the search's ``arch.json`` document or a ``SliceRecord``.
+        arch: the search result document (``RunDir.arch_path``) or a ``SliceRecord``.
         scales: frozen mask scales (``scale.*`` keys); ``None`` takes them from ``dense_state`` or uses ones.
     """
     record = arch if isinstance(arch, SliceRecord) else SliceRecord.from_arch(arch)

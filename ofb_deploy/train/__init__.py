@@ -1,7 +1,17 @@
 """Dense training and the loop fine-tuning reuses (AdamW, warm-up + cosine, label smoothing, resume, DDP)."""
 
-from ofb_deploy.train.api import train
-from ofb_deploy.train.config import TrainConfig
-from ofb_deploy.train.loop import LossFn, cosine_lr, evaluate, train_model
+from ofb_deploy.utils.lazy import lazy_exports
 
-__all__ = ["LossFn", "TrainConfig", "cosine_lr", "evaluate", "train", "train_model"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "LossFn": "loop",
+        "TrainConfig": "config",
+        "cosine_lr": "loop",
+        "evaluate": "loop",
+        "import_dense": "api",
+        "train": "api",
+        "train_model": "loop",
+        "train_run": "api",
+    },
+)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ofb_deploy.artifacts import train_state
 from ofb_deploy.data import DataSplits, build_loader, set_epoch
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.models.checkpoint import save_model_dir
@@ -32,8 +33,7 @@ from ofb_deploy.utils.threads import set_cpu_threads
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, images, labels) -> loss
-STATE_NAME = "train_state.pt"
-NO_DECAY_SUFFIXES = ("cls_token", "pos_embed", "relative_position_bias_table")
+NO_DECAY_SUFFIXES = ("cls_token", "pos_embed", "relative_position_bias_table")  # no weight decay on these
 
 
 def cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float) -> float:
@@ -211,7 +211,7 @@ def train_model(
     state_path: Path | None = None,
     description: str = "train",
 ) -> dict[str, Any]:
-    """Train ``model`` and write ``out_dir/<stem>.json`` + ``<stem>.safetensors``; return the final metrics.
+    """Train ``model`` and save it as the model folder ``out_dir`` (with ``stem``); return the final metrics.
 
     Args:
         model: the model to train (moved to this process's device).
@@ -221,12 +221,12 @@ def train_model(
         resume: continue from ``state_path`` when it exists (from its last finished epoch).
         loss_fn: ``(logits, images, labels) -> loss``; default label-smoothed cross-entropy (distillation plugs in).
         stem: file stem of the saved model (``model`` or ``subnet``).
-        meta: extra metadata stored in ``<stem>.json`` (name, data ...).
-        state_path: resume state file (default ``out_dir/train_state.pt``).
+        meta: extra metadata stored in the model's JSON (name, data ...).
+        state_path: resume state file (default ``artifacts.train_state(out_dir)``).
         description: label of the progress bars.
     """
     out_dir, started = Path(out_dir), time.time()
-    state_path = Path(state_path) if state_path is not None else out_dir / STATE_NAME
+    state_path = Path(state_path) if state_path is not None else train_state(out_dir)
     set_cpu_threads(config.threads)
     trainer = _Trainer(model, splits, config, loss_fn)
     if resume and state_path.is_file():

@@ -7,11 +7,13 @@ Under ``torchrun`` the env vars ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` are set; 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def is_torchrun() -> bool:
@@ -71,17 +73,21 @@ def all_reduce_mean_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-@contextmanager
-def main_first() -> Iterator[None]:
-    """Let rank 0 run the body first (e.g. to write a file), then the others."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
-
-
 def cleanup() -> None:
     """Destroy the process group if one was started."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_then_cleanup(fn: Callable[[], T]) -> tuple[T, bool]:
+    """Run ``fn`` on this rank, then end the process group; return its result and whether this is rank 0.
+
+    NOTE: rank 0 is asked before the cleanup, because afterwards every rank looks like rank 0; a command prints
+    its summary only when the second value is true, so ``torchrun`` prints it once.
+    """
+    try:
+        result = fn()
+        main = is_main()
+    finally:
+        cleanup()
+    return result, main

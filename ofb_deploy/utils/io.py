@@ -30,6 +30,33 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
+def check_writable(path: str | Path) -> Path:
+    """Raise a one-line ``ArtifactError`` unless ``path`` is, or could be created as, a writable folder.
+
+    Nothing is created: a command checks its output folder before any work and makes it on its first write.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ArtifactError(f"cannot create output directory {path}: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ArtifactError(f"output directory {path} is not writable ({probe} denies writing)")
+    return path
+
+
+def check_writable_file(path: str | Path) -> Path:
+    """Raise a one-line ``ArtifactError`` unless a file could be written at ``path`` (nothing is created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder; give a file name")
+    check_writable(path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ArtifactError(f"{path} is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.

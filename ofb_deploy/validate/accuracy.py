@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from ofb_deploy.artifacts import ROLES, RunDir
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.vit import OUTPUT_NAME
-from ofb_deploy.pipeline.run_dir import ROLES, RunDir
-from ofb_deploy.validate.validate import EngineFile, ValidateConfig, outputs_of, topk
+from ofb_deploy.validate.config import ValidateConfig
+from ofb_deploy.validate.validate import EngineFile, outputs_of, topk
 
 log = logging.getLogger(__name__)
 

@@ -19,26 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.vit import INPUT_NAME
 from ofb_deploy.utils.threads import cpu_threads
+from ofb_deploy.validate.config import ValidateConfig
 from ofb_deploy.validate.interleaved import measure_interleaved
 from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
 
 log = logging.getLogger(__name__)
 
 BENCH_SCHEMA_VERSION = 1
-
-
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``"1,8,32"`` to ``(1, 8, 32)``, with a one-line error for anything else."""
-    try:
-        batches = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--batch expects comma-separated integers such as 1,8,32, got {text!r}") from None
-    if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"--batch needs positive batch sizes, got {text!r}")
-    return batches
+TIMING = ValidateConfig()  # bench times like validate: the same batches and timing defaults
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
@@ -69,14 +61,11 @@ def default_backend(target: Path) -> str:
 
 
 def target_precision(target: Path) -> str:
-    """Precision of a target: from an engine's sidecar, an ONNX name (``x.int8.onnx``), else ``fp32``."""
+    """Precision of a target: from an engine's sidecar, an ONNX name (``artifacts.onnx_precision``), else ``fp32``."""
     kind = target_kind(target)
     if kind == "engine":
         return str(_sidecar(target).get("precision", "fp32"))
-    for precision in ("int8", "fp16"):
-        if target.name.endswith(f".{precision}.onnx"):
-            return precision
-    return "fp32"
+    return onnx_precision(target) if kind == "onnx" else "fp32"
 
 
 @contextlib.contextmanager
@@ -85,17 +74,15 @@ def runnable_path(target: Path, backend: str) -> Iterator[Path]:
     if target_kind(target) != "model" or backend == "torch":
         yield target
         return
-    from ofb_deploy.models.checkpoint import MODEL_STEMS
-
-    for stem in MODEL_STEMS:
-        if (target / f"{stem}.onnx").is_file() and (target / f"{stem}.json").is_file():
-            yield target / f"{stem}.onnx"
-            return
+    stem = model_stem(target)
+    if stem is not None and model_onnx(target, stem).is_file():
+        yield model_onnx(target, stem)
+        return
     from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.models.checkpoint import load_model_dir
 
     with tempfile.TemporaryDirectory(prefix="ofb-bench-") as tmp:
-        path = Path(tmp) / "model.onnx"
+        path = model_onnx(tmp)
         log.info("exporting %s to a temporary ONNX for %s", target, backend)
         export_onnx(load_model_dir(target), path)
         yield path
@@ -115,13 +102,13 @@ def bench(
     target: Path,
     *,
     backend: str | None = None,
-    batches: tuple[int, ...] = (1, 8, 32),
+    batches: tuple[int, ...] = TIMING.batches,
     baseline: Path | None = None,
     threads: int | None = None,
-    warmup_s: float = 0.2,
-    min_iters: int = 10,
-    min_time_s: float = 1.0,
-    rounds: int = 6,
+    warmup_s: float = TIMING.warmup_s,
+    min_iters: int = TIMING.min_iters,
+    min_time_s: float = TIMING.min_time_s,
+    rounds: int = TIMING.rounds,
 ) -> dict[str, Any]:
     """Latency of ``target`` per batch (and its speedup over ``baseline``, timed interleaved).
 

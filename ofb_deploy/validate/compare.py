@@ -2,7 +2,7 @@
 
 ``run_runners`` feeds the same reader to several runners and keeps every output (and the labels, when the
 reader has them) as ``RunResults``; ``compare_outputs`` scores one candidate against one fp32 reference with the
-numbers DEPLOY.md asks for: max, mean and p99 absolute error, cosine similarity (per sample, averaged) and top-1
+usual parity numbers: max, mean and p99 absolute error, cosine similarity (per sample, averaged) and top-1
 agreement. Tolerances are optional; a report with tolerances says whether it ``passed`` and why not.
 """
 

@@ -1,7 +1,7 @@
 """Dense vs subnet latency on one backend, interleaved in one process, for a fair speedup.
 
 On a shared or thermally throttled machine, timing the dense model for a while and then the subnet folds any
-drift in load into the speedup (DEPLOY.md: run-to-run noise of 5-16% on a 2-core CPU). Here both runners are
+drift in load into the speedup (run-to-run noise is 5-16% on a 2-core CPU). Here both runners are
 active at once, each warmed up, and the timed work is split into rounds; each round times every runner for a
 slice of the time budget, and the order alternates between rounds (A B, B A, A B ...) so neither runner always
 runs right after the other. Each runner's samples from all rounds make one ``LatencyReport``; the speedup is the

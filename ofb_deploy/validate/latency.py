@@ -265,8 +265,6 @@ def describe_runner(runner: Runner) -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def machine_info() -> dict[str, Any]:
     """CPU model and cores, GPU and driver when present, and library versions (``ofb-deploy info``)."""
-    from ofb_deploy.cli.info import collect_info
-
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -278,6 +276,28 @@ def machine_info() -> dict[str, Any]:
         info["gpu_driver"] = driver
     info["libraries"] = collect_info()
     info["gpu"] = info["libraries"].get("cuda devices", "none")
+    return info
+
+
+def collect_info() -> dict[str, str]:
+    """Library versions, ONNX Runtime providers and CUDA devices as plain strings (``ofb-deploy info``)."""
+    import torch
+
+    from ofb_deploy.engines.registry import probe_module
+
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    for module in ("ofb_deploy", "torch", "timm", "onnx", "onnxruntime", "tensorrt", "tensorrt_rtx"):
+        version, why = probe_module(module)
+        info[module] = version or f"not available ({why})"
+    with contextlib.suppress(ImportError):
+        import onnxruntime as ort
+
+        info["onnxruntime providers"] = ", ".join(ort.get_available_providers())
+    if torch.cuda.is_available():
+        info["cuda devices"] = "; ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        info["cuda devices"] = "none"
+    info["cpu threads"] = str(torch.get_num_threads())
     return info
 
 

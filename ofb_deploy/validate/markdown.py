@@ -1,4 +1,4 @@
-"""``report.md``: the human view of ``report.json`` (main table, architecture, accuracy, latency, speedups)."""
+"""The Markdown report: the human view of the report JSON (main table, architecture, accuracy, latency, speedups)."""
 
 from __future__ import annotations
 
@@ -215,10 +215,10 @@ def sweep_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
-    """The whole ``report.md``.
+    """The whole Markdown report.
 
     Args:
-        doc: the ``report.json`` document.
+        doc: the report document.
         images: PNG file names in the report folder to embed.
     """
     data = doc.get("data", {})
@@ -237,6 +237,12 @@ def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
     lines += ["## Accuracy", ""] + accuracy_table(doc) + [""]
     lines += ["## Speedups", ""] + speedup_table(doc) + [""]
     lines += ["## Latency", ""] + latency_tables(doc)
+    pred = doc.get("latency_prediction")
+    if pred:
+        measured = _fmt(pred.get("measured_ms"), ".3f")
+        lines += ["## Latency target", "", f"Searched for {pred['target_ms']:.3f} ms on {pred['backend']} at batch "
+                  f"{pred['batch']} (table {pred['table_digest']}): predicted {pred['predicted_ms']:.3f} ms, measured "
+                  f"{measured} ms (error {_fmt(pred.get('error_pct'), '+.1f')}%).", ""]  # fmt: skip
     if doc.get("compare"):
         lines += ["## OFB against baselines (ofb-deploy compare)", ""] + compare_lines(doc)
     if doc.get("sweep"):

@@ -1,8 +1,8 @@
 """PNG plots of a report (matplotlib, Agg backend: no display needed).
 
-``widths.png``: attention and MLP widths per block, dense vs subnet. ``latency_vs_batch.png``: median latency
-against batch size per backend. ``accuracy_vs_latency.png``: top-1 against per-image latency at the largest
-batch for dense, subnet and their INT8 (and other precision) engines.
+``artifacts.REPORT_PLOTS``, in order: attention and MLP widths per block, dense vs subnet; median latency against
+batch size per backend; top-1 against per-image latency at the largest batch for dense, subnet and their INT8
+(and other precision) engines.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
 from ofb_deploy.utils.io import atomic_write_bytes
 from ofb_deploy.validate.markdown import embed_label, embed_widths
 
@@ -115,19 +116,20 @@ def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def draw_plots(doc: dict[str, Any], out_dir: Path) -> list[str]:
-    """Draw every plot into ``out_dir``; return the file names written.
+def draw_plots(doc: dict[str, Any], run_dir: RunDir) -> list[str]:
+    """Draw every plot that has data into the run's report folder; return the file names written.
 
     Args:
-        doc: the ``report.json`` document.
-        out_dir: the report folder.
+        doc: the report document.
+        run_dir: the run (``RunDir.report_plot``).
     """
-    names = ["widths.png"]
-    plot_widths(doc, out_dir / "widths.png")
+    widths, latency, accuracy = REPORT_PLOTS
+    drawn = [widths]
+    plot_widths(doc, run_dir.report_plot(widths))
     if doc["dense"]["latency"]:
-        plot_latency(doc, out_dir / "latency_vs_batch.png")
-        names.append("latency_vs_batch.png")
+        plot_latency(doc, run_dir.report_plot(latency))
+        drawn.append(latency)
         if accuracy_points(doc):
-            plot_accuracy(doc, out_dir / "accuracy_vs_latency.png")
-            names.append("accuracy_vs_latency.png")
-    return names
+            plot_accuracy(doc, run_dir.report_plot(accuracy))
+            drawn.append(accuracy)
+    return drawn

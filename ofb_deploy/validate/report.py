@@ -1,7 +1,7 @@
-"""Reports of a run: ``report.json`` (stable schema, docs/report_schema.md), ``report.md`` and PNG plots.
+"""Reports of a run: the report JSON (stable schema, docs/report_schema.md), its Markdown view and PNG plots.
 
-Everything is rendered from files already in the run directory (``validate/validate.json``, the model folders,
-``search/arch.json`` and ``run.json``), so ``ofb-deploy report RUN`` re-renders without measuring anything.
+Everything is rendered from files already in the run directory (the validation results, the model folders, the
+search result and the run config), so ``ofb-deploy report RUN`` re-renders without measuring anything.
 ``build_report`` makes the JSON document; ``render_markdown`` and ``plots.py`` turn it into the human views.
 """
 
@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.pipeline.run_dir import ROLES, RunDir
+from ofb_deploy.artifacts import REPORT_PLOTS, ROLES, RunDir
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file, sha256_json
+from ofb_deploy.validate.config import TargetsConfig
 from ofb_deploy.validate.validate import read_validation
 
 REPORT_SCHEMA_VERSION = 1
 LATENCY_FIELDS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "throughput", "iterations")
-PLOTS = ("widths.png", "latency_vs_batch.png", "accuracy_vs_latency.png")
 
 
 def _role_latency(latency: dict[str, Any], role: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -80,7 +80,7 @@ def _engine_rows(validation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_report(run_dir: RunDir) -> dict[str, Any]:
-    """The ``report.json`` document of a validated run (schema: docs/report_schema.md).
+    """The report document of a validated run (``RunDir.report_json_path``; schema: docs/report_schema.md).
 
     Args:
         run_dir: a run whose ``validate`` stage is done.
@@ -117,15 +117,17 @@ def build_report(run_dir: RunDir) -> dict[str, Any]:
     doc["speedup_per_flops"] = _speedups(latency, "speedup_per_flops")
     doc["engines"] = _engine_rows(validation)
     doc["errors"] = _errors(validation)
-    doc["targets"] = check_targets(doc, config.get("targets") or {})
+    targets = TargetsConfig.from_dict(config.get("targets"), section=f"{run_dir.config_path}: targets")
+    doc["targets"] = check_targets(doc, targets)
     doc["stages"] = stage_seconds(run_dir)
+    doc["latency_prediction"] = validation.get("latency_prediction")
     doc["compare"] = _compare_info(run_dir)
     doc["sweep"] = _sweep_info(run_dir)
     return doc
 
 
 def _compare_info(run_dir: RunDir) -> dict[str, Any] | None:
-    """The gist of ``RUN/compare/compare.json`` (``ofb-deploy compare``), or ``None`` when it was not run."""
+    """The gist of ``RunDir.compare_json`` (``ofb-deploy compare``), or ``None`` when it was not run."""
     if not run_dir.compare_json.is_file():
         return None
     doc = read_json(run_dir.compare_json, "compare results")
@@ -145,7 +147,7 @@ def _compare_info(run_dir: RunDir) -> dict[str, Any] | None:
 
 
 def _sweep_info(run_dir: RunDir) -> dict[str, Any] | None:
-    """The rows of ``RUN/sweep/sweep.json`` (``ofb-deploy sweep``), or ``None`` when it was not run."""
+    """The rows of ``RunDir.sweep_json`` (``ofb-deploy sweep``), or ``None`` when it was not run."""
     if not run_dir.sweep_json.is_file():
         return None
     doc = read_json(run_dir.sweep_json, "sweep results")
@@ -158,7 +160,7 @@ def _sweep_info(run_dir: RunDir) -> dict[str, Any] | None:
 
 def stage_seconds(run_dir: RunDir) -> dict[str, float | None]:
     """Wall seconds of each finished stage as ``ofb-deploy run`` recorded them (``None``: run on its own)."""
-    from ofb_deploy.pipeline.run_dir import STAGES
+    from ofb_deploy.artifacts import STAGES
 
     out = {}
     for stage in STAGES[:-1]:  # the report cannot time itself
@@ -168,31 +170,26 @@ def stage_seconds(run_dir: RunDir) -> dict[str, float | None]:
     return out
 
 
-def check_targets(doc: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+def check_targets(doc: dict[str, Any], targets: TargetsConfig | dict[str, Any]) -> dict[str, Any]:
     """Compare the report with the run config's targets (``max_flops_ratio``, ``max_top1_drop``, ``min_speedup``).
 
     Args:
         doc: the report document (``dense``, ``subnet``, ``speedup`` filled in).
-        targets: e.g. ``{"max_flops_ratio": 0.55, "max_top1_drop": 2.0, "min_speedup": {"ort-cpu": {"32": 1.3}}}``.
+        targets: a ``TargetsConfig`` or its mapping, e.g. ``{"max_flops_ratio": 0.55, "max_top1_drop": 2.0,
+            "min_speedup": {"ort-cpu": {"32": 1.3}}}``.
     """
+    targets = targets if isinstance(targets, TargetsConfig) else TargetsConfig.from_dict(targets)
     checks: dict[str, Any] = {}
-    if "max_flops_ratio" in targets:
+    if targets.max_flops_ratio is not None:
         got = doc["subnet"]["flops_ratio"]
-        checks["flops_ratio"] = {
-            "value": got,
-            "limit": targets["max_flops_ratio"],
-            "passed": got <= targets["max_flops_ratio"],
-        }
-    if "max_top1_drop" in targets and doc.get("top1_drop") is not None:
+        limit = targets.max_flops_ratio
+        checks["flops_ratio"] = {"value": got, "limit": limit, "passed": got <= limit}
+    if targets.max_top1_drop is not None and doc.get("top1_drop") is not None:
         got = doc["top1_drop"]
-        checks["top1_drop"] = {
-            "value": got,
-            "limit": targets["max_top1_drop"],
-            "passed": got <= targets["max_top1_drop"],
-        }
-    for key, per_batch in (targets.get("min_speedup") or {}).items():
+        checks["top1_drop"] = {"value": got, "limit": targets.max_top1_drop, "passed": got <= targets.max_top1_drop}
+    for key, per_batch in targets.min_speedup.items():
         for batch, limit in per_batch.items():
-            got = doc["speedup"].get(key, {}).get(str(batch))
+            got = doc["speedup"].get(key, {}).get(batch)
             checks[f"speedup {key} batch {batch}"] = {
                 "value": got,
                 "limit": limit,
@@ -210,7 +207,7 @@ def report_inputs_hash(run_dir: RunDir) -> str:
 
 
 def render_report(run_dir: RunDir, *, plots: bool = True) -> dict[str, Any]:
-    """Write ``report.json``, ``report.md`` and the PNG plots into ``RUN/report/``; return the JSON document.
+    """Write the report JSON, its Markdown and the PNG plots into ``RunDir.report_dir``; return the JSON document.
 
     Args:
         run_dir: a run whose ``validate`` stage is done.
@@ -220,20 +217,19 @@ def render_report(run_dir: RunDir, *, plots: bool = True) -> dict[str, Any]:
 
     doc = build_report(run_dir)  # first: it fails with one line when the run is not validated
     digest = report_inputs_hash(run_dir)
-    out = run_dir.report_dir
     images: list[str] = []
     if plots:
         from ofb_deploy.validate.plots import draw_plots
 
-        images = draw_plots(doc, out)
+        images = draw_plots(doc, run_dir)
     atomic_write_json(run_dir.report_json_path, doc)
-    atomic_write_text(out / "report.md", render_markdown(doc, images))
+    atomic_write_text(run_dir.report_md_path, render_markdown(doc, images))
     passed = all(c["passed"] for c in doc["targets"].values()) if doc["targets"] else None
-    run_dir.mark_done("report", digest, report=str(out / "report.md"), targets_passed=passed)
+    run_dir.mark_done("report", digest, report=str(run_dir.report_md_path), targets_passed=passed)
     return doc
 
 
 def report_files(run_dir: RunDir) -> list[Path]:
     """The report files that exist (JSON, Markdown, plots)."""
-    out = run_dir.report_dir
-    return [p for p in (run_dir.report_json_path, out / "report.md", *(out / n for n in PLOTS)) if p.is_file()]
+    plots = (run_dir.report_plot(name) for name in REPORT_PLOTS)
+    return [p for p in (run_dir.report_json_path, run_dir.report_md_path, *plots) if p.is_file()]

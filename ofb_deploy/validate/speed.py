@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.vit import INPUT_NAME
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.utils.threads import cpu_threads
+from ofb_deploy.validate.config import ValidateConfig, latency_key
 from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.validate import EngineFile, ValidateConfig, latency_key
+from ofb_deploy.validate.validate import EngineFile
 
 log = logging.getLogger(__name__)
 

@@ -7,27 +7,28 @@ model of its role (``compare_outputs``: errors, cosine, top-1 agreement).
 Latency: for every backend and precision built for both roles (and eager PyTorch), dense and subnet are timed
 in the same process, interleaved in alternating rounds (``interleaved.py``), at each batch size. The speedup is
 ``median(dense) / median(subnet)``; dividing it by the FLOPs ratio (``dense / subnet`` MACs) says how much of the
-FLOPs cut became wall time (1.0: all of it). DEPLOY.md explains why that is below 1 for small ViTs.
+FLOPs cut became wall time (1.0: all of it). Small ViTs stay below 1: LayerNorm, softmax, the patch embedding
+and per-op overheads do not shrink with the widths.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ofb_deploy.errors import ArtifactError, ConfigError, OfbError
+from ofb_deploy.artifacts import ROLES, RunDir, model_weight_files, sidecar_path
+from ofb_deploy.errors import ArtifactError, OfbError
 from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.vit import OUTPUT_NAME
-from ofb_deploy.pipeline.run_dir import ROLES, RunDir
-from ofb_deploy.utils.config import from_mapping
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
+from ofb_deploy.validate.config import ValidateConfig, latency_key
 
 log = logging.getLogger(__name__)
 
@@ -35,61 +36,8 @@ SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class ValidateConfig:
-    """What ``validate_run`` measures.
-
-    Args:
-        batches: batch sizes timed.
-        backends: backends timed and evaluated (``None``: every engine built and runnable here, plus ``torch``).
-        precisions: precisions evaluated (``None``: all built).
-        val_size: cap on validation images (``None``: the data config's validation split).
-        eval_batch: batch size of the accuracy passes.
-        threads: CPU threads for ``torch`` and ``ort-cpu`` latency (``None``: every CPU this process may use).
-        warmup_s: warm-up seconds per runner and batch.
-        min_iters: fewest timed iterations per runner and batch.
-        min_time_s: fewest timed seconds per runner and batch.
-        rounds: interleaving rounds per batch.
-        latency: time the engines (off: accuracy only).
-    """
-
-    batches: tuple[int, ...] = (1, 8, 32)
-    backends: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] | None = None
-    val_size: int | None = None
-    eval_batch: int = 256
-    threads: int | None = None
-    warmup_s: float = 0.2
-    min_iters: int = 10
-    min_time_s: float = 1.0
-    rounds: int = 6
-    latency: bool = True
-
-    def __post_init__(self) -> None:
-        for key in ("batches", "backends", "precisions"):
-            value = getattr(self, key)
-            if value is not None:
-                object.__setattr__(self, key, tuple(value))
-        if not self.batches or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.batches):
-            raise ConfigError(f"validate batches must be positive integers, got {list(self.batches)}")
-        for key in ("eval_batch", "min_iters", "rounds"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"validate {key} must be >= 1, got {getattr(self, key)}")
-        if self.warmup_s < 0 or self.min_time_s < 0:
-            raise ConfigError("validate warmup_s and min_time_s must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ValidateConfig:
-        """Validate and build from a dict (unknown keys are an error)."""
-        return from_mapping(cls, data, "validate config")
-
-
-@dataclass(frozen=True)
 class EngineFile:
-    """One built engine: ``RUN/build/{role}.{backend}.{precision}.engine`` (plus its JSON sidecar)."""
+    """One built engine (``RunDir.engine_path``) and its JSON sidecar."""
 
     role: str
     backend: str
@@ -103,13 +51,8 @@ class EngineFile:
 
     def sidecar(self) -> dict[str, Any]:
         """The sidecar JSON, or ``{}`` when there is none."""
-        path = self.path.with_name(self.path.name + ".json")
+        path = sidecar_path(self.path)
         return read_json(path, "engine sidecar") if path.is_file() else {}
-
-
-def latency_key(backend: str, precision: str) -> str:
-    """Key of a backend and precision in reports: ``ort-cpu`` (fp32) or ``ort-cpu.int8``."""
-    return backend if precision == "fp32" else f"{backend}.{precision}"
 
 
 def list_engines(run_dir: RunDir) -> list[EngineFile]:
@@ -117,11 +60,9 @@ def list_engines(run_dir: RunDir) -> list[EngineFile]:
     from ofb_deploy.engines.registry import BACKENDS, PRECISIONS
 
     found = []
-    folder = run_dir.engines_dir
-    for path in sorted(folder.glob("*.engine")) if folder.is_dir() else []:
-        parts = path.name[: -len(".engine")].split(".")
-        if len(parts) == 3 and parts[0] in ROLES and parts[1] in BACKENDS and parts[2] in PRECISIONS:
-            found.append(EngineFile(parts[0], parts[1], parts[2], path))
+    for role, backend, precision, path in run_dir.engine_files():
+        if role in ROLES and backend in BACKENDS and precision in PRECISIONS:
+            found.append(EngineFile(role, backend, precision, path))
     return sorted(found, key=lambda e: (e.backend, PRECISIONS.index(e.precision), ROLES.index(e.role)))
 
 
@@ -137,28 +78,12 @@ def describe_model(run_dir: RunDir, role: str) -> dict[str, Any]:
     }
 
 
-def data_config(run_dir: RunDir) -> Any:
-    """The run's ``DataConfig``: from ``run.json``, else from the dense model's metadata, else Fashion-MNIST."""
-    from ofb_deploy.data import DataConfig
-
-    config = run_dir.read_config().get("data")
-    if config is None:
-        for stem in ("model", "subnet"):
-            meta = run_dir.dense_dir / f"{stem}.json"
-            if meta.is_file():
-                config = read_json(meta, "model config").get("data")
-                break
-    if isinstance(config, str):
-        return DataConfig(name=config)
-    return DataConfig.from_dict(config) if isinstance(config, dict) else DataConfig()
-
-
 def validation_reader(run_dir: RunDir, config: ValidateConfig) -> Any:
     """Validation images of the run's data, fitted to the dense model's input, as a labelled reader."""
-    from ofb_deploy.data import build_splits, make_reader
+    from ofb_deploy.data import build_splits, make_reader, run_data
 
     spec = read_model_dir_spec(run_dir.model_dir("dense"))
-    splits = build_splits(data_config(run_dir), spec, train_augment=False)
+    splits = build_splits(run_data(run_dir), spec, train_augment=False)
     return make_reader(splits.val, batch_size=config.eval_batch, limit=config.val_size)
 
 
@@ -180,12 +105,13 @@ def topk(logits: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -
 
 def inputs_hash(run_dir: RunDir, config: ValidateConfig) -> str:
     """Hash of what validation reads: its config, both models' weights and every engine file's sidecar."""
-    parts: dict[str, Any] = {"config": config.to_dict(), "data": data_config(run_dir).to_dict()}
+    from ofb_deploy.data import run_data
+
+    parts: dict[str, Any] = {"config": config.to_dict(), "data": run_data(run_dir).to_dict()}
     for role in ROLES:
-        folder = run_dir.model_dir(role)
-        parts[role] = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
+        parts[role] = {p.name: sha256_file(p) for p in model_weight_files(run_dir.model_dir(role))}
     for engine in list_engines(run_dir):
-        side = engine.path.with_name(engine.path.name + ".json")
+        side = sidecar_path(engine.path)
         parts[engine.path.name] = sha256_file(side if side.is_file() else engine.path)
     return sha256_json(parts)
 
@@ -209,12 +135,13 @@ def runnable_engines(engines: list[EngineFile], config: ValidateConfig) -> tuple
 
 
 def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[str, Any]:
-    """Measure accuracy and latency of a run's models and engines; write ``RUN/validate/validate.json``.
+    """Measure accuracy and latency of a run's models and engines; write ``RunDir.validate_path``.
 
     Args:
         run_dir: a run whose ``train`` and ``slice`` stages are done (``export``/``build`` for engines).
         config: what to measure (default ``ValidateConfig()``).
     """
+    from ofb_deploy.data import run_data
     from ofb_deploy.validate.accuracy import evaluate_all
     from ofb_deploy.validate.latency import machine_info
     from ofb_deploy.validate.speed import time_all
@@ -241,7 +168,7 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         "schema_version": SCHEMA_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": config.to_dict(),
-        "data": {**data_config(run_dir).to_dict(), "val_samples": int(len(reader.images))},
+        "data": {**run_data(run_dir).to_dict(), "val_samples": int(len(reader.images))},
         "machine": machine_info(),
         "models": models,
         "sliced": accuracy["sliced"],
@@ -249,11 +176,29 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         "engines": accuracy["engines"],
         "skipped_engines": skipped,
         "latency": latency,
+        "latency_prediction": latency_prediction(run_dir, latency),
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(run_dir.validate_path, doc)
     run_dir.mark_done("validate", digest, **summary(doc))
     return doc
+
+
+def latency_prediction(run_dir: RunDir, latency: dict[str, Any]) -> dict[str, Any] | None:
+    """The search's predicted subnet latency against the one measured here on the same backend and batch.
+
+    ``None`` unless the search targeted latency. ``measured_ms`` is ``None`` when validate did not time that
+    backend (fp32) at that batch; ``error_pct`` is (predicted - measured) / measured.
+    """
+    if not run_dir.arch_path.is_file():
+        return None
+    predicted = read_json(run_dir.arch_path, "search result").get("latency")
+    if not predicted:
+        return None
+    entry = latency.get(predicted["backend"], {}).get(str(predicted["batch"]))
+    measured = entry["subnet"]["p50_ms"] if isinstance(entry, dict) and "subnet" in entry else None
+    error = None if measured is None else 100 * (predicted["predicted_ms"] - measured) / measured
+    return {**predicted, "measured_ms": measured, "error_pct": None if error is None else round(error, 2)}
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +217,7 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_validation(run_dir: RunDir) -> dict[str, Any]:
-    """The ``validate.json`` of a run, or a one-line error saying to run the stage."""
+    """The validation results of a run (``RunDir.validate_path``), or a one-line error saying to run the stage."""
     path = run_dir.validate_path
     if not path.is_file():
         raise ArtifactError(f"{path} not found: run `ofb-deploy validate {run_dir.root}` first")

@@ -1,4 +1,4 @@
-"""An alpha-only dry run of the search schedule: how the pruning rounds unfold without data or weights.
+"""Test helper: an alpha-only dry run of the search schedule: how the pruning rounds unfold without data or weights.
 
 Only the terms that act on alpha without images run (the one-hot losses and the FLOPs loss), with the real
 cadence, alpha lr schedule, guarded rounds and end-of-search choice. It takes a second and answers the
@@ -41,7 +41,7 @@ def simulate_alpha(spec: ArchSpec, config: SearchConfig, steps_per_epoch: int) -
         if state.opt_a is not None:
             state.opt_a.zero_grad(set_to_none=True)
             terms = state.arch_losses()
-            (terms["onehot"] + terms["flops"]).backward()
+            (terms["onehot"] + terms["budget"]).backward()
             state.set_lr(step)
             state.opt_a.step()
         if (step + 1) % config.prune_every == 0:
@@ -49,7 +49,7 @@ def simulate_alpha(spec: ArchSpec, config: SearchConfig, steps_per_epoch: int) -
         if step + 1 == state.finalize_step:
             state.finalize_open(step, t)
     opened = [n for r in state.prune_log if r.get("joint") for n in r["became_final"]]
-    opened += finalize_closest(net, target, dense, net.lam)
+    opened += finalize_closest(net, *state.primary, net.lam)
     return {
         "prune_log": state.prune_log,
         "finalised_at_end": opened,

@@ -1,9 +1,9 @@
-"""A random but valid search output (``arch.json`` + ``searched.safetensors``) for tests and demos.
+"""Test helper: a random but valid search output (``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
 
 Slicing, export and engine tests need a searched run without paying for a search. ``random_search`` draws
 random dense weights (larger than timm's init, so activations and logits are not all near zero), a random
-architecture inside the OFB search space (``notes/contracts.md``) and random positive scales for the kept
-units (zero for the dropped ones, as the search writes them).
+architecture inside the OFB search space and random positive scales for the kept units (zero for the dropped
+ones, as the search writes them).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import save_state_dict
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.registry import build_model
-from ofb_deploy.pipeline.run_dir import RunDir
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 from ofb_deploy.utils.io import atomic_write_json
 
@@ -74,7 +74,7 @@ def random_scales(record: SliceRecord, gen: torch.Generator) -> dict[str, torch.
 
 
 def random_search(run_dir: RunDir, spec: ArchSpec, seed: int = 0, std: float = 0.05) -> dict[str, Any]:
-    """Write a random ``search/arch.json`` and ``search/searched.safetensors`` into ``run_dir``; return the arch.
+    """Write a random search result and searched weights into ``run_dir``; return the arch document.
 
     Args:
         run_dir: the run.

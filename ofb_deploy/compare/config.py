@@ -1,0 +1,52 @@
+"""``CompareConfig``: what ``compare_run`` and ``sweep_run`` run and how they time it."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from ofb_deploy.choices import Method
+from ofb_deploy.utils.config import Batches, ConfigModel, NonNegativeFloat, NonNegativeInt, PositiveInt, split_list
+
+
+def _distinct(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct")
+    return seeds
+
+
+def _with_ofb(methods: tuple[str, ...]) -> tuple[str, ...]:
+    return methods if "ofb" in methods else ("ofb", *methods)  # the others are held at OFB's MACs
+
+
+Seeds = Annotated[
+    tuple[NonNegativeInt, ...], BeforeValidator(split_list), Field(min_length=1), AfterValidator(_distinct)
+]
+Methods = Annotated[tuple[Method, ...], BeforeValidator(split_list), Field(min_length=1), AfterValidator(_with_ofb)]
+
+
+class CompareConfig(ConfigModel):
+    """What ``compare_run`` does.
+
+    Args:
+        seeds: seeds of every method (OFB re-searches at seeds other than the run's).
+        methods: methods to run (``ofb`` is always included: the others are held at its MACs).
+        batches: ORT CPU batch sizes timed.
+        threads: ORT CPU threads (``None``: every core this process may use).
+        warmup_s: warm-up per model and batch.
+        min_iters: fewest timed iterations per model and batch.
+        min_time_s: fewest timed seconds per model and batch.
+        rounds: interleaving rounds per batch.
+    """
+
+    SECTION: ClassVar[str] = "compare"
+
+    seeds: Seeds = (0,)
+    methods: Methods = Method.values()[:4]  # torch-pruning-taylor runs on request
+    batches: Batches = (1, 8, 32)
+    threads: PositiveInt | None = None
+    warmup_s: NonNegativeFloat = 0.2
+    min_iters: PositiveInt = 10
+    min_time_s: NonNegativeFloat = 1.0
+    rounds: PositiveInt = 6

@@ -1,0 +1,84 @@
+"""``BuildConfig`` (which engines the pipeline's build stage makes) and ``TrtBuildConfig`` (how one is built)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, PlainSerializer
+
+from ofb_deploy.choices import BuildBackend, Precision
+from ofb_deploy.utils.config import Batches, ConfigModel, Int, PositiveInt, split_list
+
+AUTO = "auto"  # every backend this machine can build (`ofb-deploy build --list`)
+DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
+
+
+def _backends(value: Any) -> Any:
+    if value is None or value == AUTO:
+        return AUTO
+    items = split_list(value)
+    allowed = BuildBackend.values()
+    bad = [b for b in items if b not in allowed]
+    if bad or not items:
+        raise ValueError(f"allowed: {AUTO}, or a list of {', '.join(allowed)}")
+    return tuple(str(b) for b in items)
+
+
+Backends = Annotated[str | tuple[str, ...], BeforeValidator(_backends), PlainSerializer(lambda v: v)]
+Precisions = Annotated[tuple[Precision, ...], BeforeValidator(split_list), Field(min_length=1)]
+
+
+class BuildConfig(ConfigModel):
+    """Settings of the build stage.
+
+    Args:
+        backends: ``auto`` (every backend this machine can build) or a list of ``BuildBackend`` values.
+        precisions: precisions built for each backend (``Precision`` values).
+    """
+
+    SECTION: ClassVar[str] = "build"
+
+    backends: Backends = AUTO
+    precisions: Precisions = (Precision.FP32, Precision.INT8)
+
+    def plan(self) -> list[tuple[str, str]]:
+        """``(backend, precision)`` pairs to build; ``auto`` asks the registry what this machine can build."""
+        from ofb_deploy.engines.registry import list_backends
+
+        if self.backends == AUTO:
+            backends = [s.name for s in list_backends() if s.can_build and s.name != "torch"]
+        else:
+            backends = list(self.backends)
+        return [(b, str(p)) for b in backends for p in self.precisions]
+
+
+class TrtBuildConfig(ConfigModel):
+    """Engine build options.
+
+    Args:
+        precision: ``fp32``, ``fp16`` or ``int8`` (strongly typed builds check that the ONNX matches).
+        batches: batch sizes the profile must cover; min/opt/max are min, median and max of them.
+        workspace_mb: workspace memory pool limit in MiB (``None``: TensorRT's default).
+        timing_cache: file to load the timing cache from and save it back to.
+        opt_level: builder optimisation level 0..5 (``None``: default 3).
+        compute_capabilities: TensorRT-RTX targets such as ``["sm89", "sm120"]`` or ``["current"]``; empty:
+            every target the installed TensorRT-RTX can build for (see ``tensorrt_rtx.resolve_targets``).
+        tf32: allow TF32 matmuls in fp32 layers (faster on Ampere and newer, ~1e-3 relative error).
+    """
+
+    SECTION: ClassVar[str] = "build"
+
+    precision: Precision = Precision.FP32
+    batches: Batches = DEFAULT_BATCHES
+    workspace_mb: PositiveInt | None = None
+    timing_cache: Path | None = None
+    opt_level: Annotated[Int, Field(ge=0, le=5)] | None = None
+    compute_capabilities: Annotated[tuple[str, ...], BeforeValidator(split_list)] = ()
+    tf32: bool = False
+
+    @property
+    def profile(self) -> tuple[int, int, int]:
+        """(min, opt, max) batch: opt is the median requested size."""
+        ordered = sorted(set(self.batches))
+        return ordered[0], ordered[len(ordered) // 2], ordered[-1]

@@ -1,0 +1,86 @@
+"""Config models: one home per default (CLI, presets and API agree), `config show`, merging and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+import yaml
+
+from ofb_deploy.choices import Backend, Precision, Preset, Stage
+from ofb_deploy.cli import main
+from ofb_deploy.cli._app import app
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.finetune.config import FinetuneConfig
+from ofb_deploy.pipeline.config import PipelineConfig, load_config, preset_dict
+from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.train.config import TrainConfig
+from ofb_deploy.validate.config import TargetsConfig, ValidateConfig
+
+
+def _option_defaults(command: str) -> dict[str, object]:
+    click_app = typer.main.get_command(app)
+    return {p.name: p.default for p in click_app.commands[command].params}
+
+
+def test_the_default_preset_sets_what_the_models_default_to() -> None:
+    """The default run's train, finetune and validate sections equal the models' defaults (no silent drift)."""
+    preset = preset_dict("default")
+    for section, model in (("train", TrainConfig), ("finetune", FinetuneConfig), ("validate", ValidateConfig)):
+        given = {k: v for k, v in preset[section].items() if k != "teacher"}
+        defaults = model().to_dict()
+        assert {k: defaults[k] for k in given} == {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}
+
+
+def test_cli_options_read_their_defaults_from_the_models() -> None:
+    train, finetune, search = _option_defaults("train"), _option_defaults("finetune"), _option_defaults("search")
+    assert (train["epochs"], train["lr"], train["batch_size"]) == (30, 2e-3, 64) == (
+        TrainConfig().epochs, TrainConfig().lr, TrainConfig().batch_size)  # fmt: skip
+    ft = FinetuneConfig()
+    assert (finetune["epochs"], finetune["lr"], finetune["batch_size"]) == (ft.epochs, ft.lr, ft.batch_size)
+    assert (ft.epochs, ft.lr, ft.warmup_epochs) == (3, 1e-3, 0.1)  # the default run's fine-tune
+    for key in ("epochs", "prune_every", "w_flops", "align", "target_flops"):
+        assert search[key] == SearchConfig.default(key), key
+    assert _option_defaults("bench")["min_iters"] == ValidateConfig().min_iters
+
+
+def test_every_cli_choice_lists_its_values_in_help(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # rich reads it for the help's width: no list wraps
+    for argv, choice in ((["build", "--help"], Precision), (["bench", "--help"], Backend),
+                         (["run", "--help"], Stage), (["config", "show", "--help"], Preset)):  # fmt: skip
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "<" + "|".join(choice.values()) + ">" in out, (argv, out)
+
+
+def test_config_show_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "--preset", "quick", "--set", "search.epochs=3", "--set", "data.val_size=all"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    shown = PipelineConfig.from_dict(doc)
+    assert shown == load_config("quick", sets=["search.epochs=3", "data.val_size=all"], check=False)
+    assert doc["search"]["epochs"] == 3 and doc["data"]["val_size"] is None and doc["data"]["train_size"] == 8000
+    assert doc["train"]["label_smoothing"] == TrainConfig().label_smoothing  # every key, defaults included
+
+
+def test_layers_merge_section_by_section(tmp_path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("search: {epochs: 4}\ntargets:\n")
+    config = load_config("quick", path, {"search": {"prune_every": 7}}, ["search.epochs=5"], check=False)
+    assert (config.search.epochs, config.search.prune_every, config.search.finalize_at) == (5, 7, 0.7)  # quick
+    assert config.targets == TargetsConfig()  # `targets:` with nothing under it: no targets
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TrainConfig(epochs=0), "train.epochs = 0: input should be greater than 0"),
+        (lambda: TrainConfig(lr=True), "train.lr = True: expected a number, got a boolean"),
+        (lambda: SearchConfig(score_init="best"), "search.score_init = 'best': input should be 'random' or"),
+        (lambda: TargetsConfig(min_speedup={"ort-cpu": {"0": 1.2}}), "'0' is not a batch size"),
+        (lambda: ValidateConfig(batches="1,,x"), "validate.batches[1] = 'x'"),
+        (lambda: FinetuneConfig.from_dict([1]), "finetune: expected a mapping of keys, got list"),
+    ],
+)
+def test_config_errors_name_the_key_the_value_and_what_is_allowed(build, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert message in str(info.value) and "\n" not in str(info.value)
