@@ -7,6 +7,9 @@ Cases (random weights: latency does not depend on the values):
   Target (issue 6): >= 1.8x faster than dense DeiT-S at batch 8.
 * ``fmnist_tiny_half``: ``vit_fmnist_tiny`` uniformly narrowed to 50% MACs, the small model of the default run,
   where LayerNorm, softmax and reshapes keep more of the time.
+* ``swin_t_half``: Swin-T (4.5 GMACs) sliced to the hand-written widths in ``benchmarks/swin_t_half.json`` (stage
+  widths kept, a third of the heads, MLP to 54%: 49% of the MACs), with window partitions, shifts and patch
+  mergings around the matmuls. Target (issue 13): >= 1.6x faster than dense Swin-T at batch 8.
 
 Each case exports both models to ONNX and times them with ``ofb_deploy.validate.bench.bench`` (the code behind
 ``ofb-deploy bench SUBNET --baseline DENSE``). Results go to ``benchmarks/results/latency.json``.
@@ -44,6 +47,7 @@ def _uniform_half(model: str) -> dict[str, Any]:
 CASES: dict[str, dict[str, Any]] = {
     "deit_s_half": {"model": "deit_small_patch16_224", "arch": HERE / "deit_s_half.json", "target": {"8": 1.8}},
     "fmnist_tiny_half": {"model": "vit_fmnist_tiny", "arch": None, "num_classes": 10, "in_chans": 1},
+    "swin_t_half": {"model": "swin_tiny_patch4_window7_224", "arch": HERE / "swin_t_half.json", "target": {"8": 1.6}},
 }
 
 

@@ -1,4 +1,4 @@
-"""ofb-deploy: OFB (CVPR 2024) ViT compression, slicing, ONNX export, engines and validation.
+"""ofb-deploy: OFB (CVPR 2024) ViT and Swin compression, slicing, ONNX export, engines and validation.
 
 The flat public API below is what scripts use; stages live in subpackages. Everything loads on first use
 (``utils.lazy``), so ``import ofb_deploy`` is cheap and never fails on an optional backend (TensorRT,
@@ -25,9 +25,11 @@ __getattr__, __all__ = lazy_exports(
         "DataError": "errors",
         "ModelError": "errors",
         "OfbError": "errors",
+        "OfbSwin": "models",
         "OfbViT": "models",
         "ParityError": "errors",
         "RunDir": "artifacts",
+        "build_model": "models",
         "count_macs": "models",
         "count_params": "models",
         "create_model": "models",

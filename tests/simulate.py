@@ -14,13 +14,12 @@ import torch
 
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.flops import count_macs
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.models.registry import build_model
+from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
-from ofb_deploy.search.pmim import PixelDecoder
 from ofb_deploy.search.space import resolve_flops_target
-from ofb_deploy.search.supernet import OfbSupernet
 
 
 def simulate_alpha(spec: ArchSpec, config: SearchConfig, steps_per_epoch: int) -> dict[str, Any]:
@@ -32,11 +31,10 @@ def simulate_alpha(spec: ArchSpec, config: SearchConfig, steps_per_epoch: int) -
         steps_per_epoch: optimisation steps per search epoch (training images / batch size).
     """
     torch.manual_seed(config.seed)
-    net = OfbSupernet(OfbViT(spec), config.space())
+    net = build_supernet(build_model(spec), config.space())
     dense = count_macs(spec).total
     target = resolve_flops_target(config.target_flops, spec, config.space())
-    state = SearchState(net, PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans), config, target, dense,
-                        steps_per_epoch)  # fmt: skip
+    state = SearchState(net, net.make_decoder(), config, target, dense, steps_per_epoch)
     for step in range(config.epochs * steps_per_epoch):
         t = step / steps_per_epoch
         net.lam = state.lam(t)

@@ -16,7 +16,7 @@ from ofb_deploy.artifacts import RunDir
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import save_state_dict
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.models.registry import build_model
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 from ofb_deploy.utils.io import atomic_write_json
 
@@ -28,7 +28,7 @@ def _subset(n: int, low: int, gen: torch.Generator) -> tuple[int, ...]:
 
 def random_weights(spec: ArchSpec, gen: torch.Generator, std: float = 0.05) -> dict[str, torch.Tensor]:
     """Dense weights with every tensor random (LayerNorm gains around 1)."""
-    state = OfbViT(spec).state_dict()
+    state = build_model(spec).state_dict()
     out = {}
     for key, value in state.items():
         noise = torch.randn(value.shape, generator=gen)
@@ -39,15 +39,15 @@ def random_weights(spec: ArchSpec, gen: torch.Generator, std: float = 0.05) -> d
 
 
 def random_record(spec: ArchSpec, gen: torch.Generator) -> SliceRecord:
-    """A random subnet: at least half the embed width, any head/channel/neuron subsets."""
-    embed = _subset(spec.embed_dim, spec.embed_dim // 2, gen)
+    """A random subnet: at least half of every stage's embed width, any head/channel/neuron subsets."""
+    stages = tuple(_subset(width, width // 2, gen) for width in spec.stage_widths)
     blocks = []
     for h, d, m in zip(spec.num_heads, spec.head_dim, spec.mlp_hidden, strict=True):
         heads = _subset(h, 1, gen)
         width = len(_subset(d, 1, gen))
         chans = tuple(tuple(sorted(torch.randperm(d, generator=gen)[:width].tolist())) for _ in heads)
         blocks.append(BlockRecord(heads, chans, _subset(m, 1, gen)))
-    return SliceRecord(dense_arch=spec, embed_idx=embed, blocks=tuple(blocks))
+    return SliceRecord.from_stages(spec, stages, tuple(blocks))
 
 
 def random_scales(record: SliceRecord, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -57,15 +57,19 @@ def random_scales(record: SliceRecord, gen: torch.Generator) -> dict[str, torch.
     def draw(shape: tuple[int, ...]) -> torch.Tensor:
         return 0.3 + 0.9 * torch.rand(shape, generator=gen)
 
-    scales = {"scale.embed": torch.zeros(spec.embed_dim)}
-    scales["scale.embed"][list(record.embed_idx)] = draw((len(record.embed_idx),))
+    scales = {}
+    for s, (width, kept) in enumerate(zip(spec.stage_widths, record.stages, strict=True)):
+        key = f"scale.{spec.embed_name(s)}"
+        scales[key] = torch.zeros(width)
+        scales[key][list(kept)] = draw((len(kept),))
     for i, block in enumerate(record.blocks):
         attn = torch.zeros(spec.num_heads[i], spec.head_dim[i])
         for h, chans in zip(block.head_idx, block.channel_idx, strict=True):
             attn[h, list(chans)] = draw((len(chans),))
         mlp = torch.zeros(spec.mlp_hidden[i])
         mlp[list(block.mlp_idx)] = draw((len(block.mlp_idx),))
-        scales[f"scale.blocks.{i}.attn"], scales[f"scale.blocks.{i}.mlp"] = attn, mlp
+        p = spec.block_prefix(i)
+        scales[f"scale.{p}attn"], scales[f"scale.{p}mlp"] = attn, mlp
     return scales
 
 
@@ -93,6 +97,7 @@ def random_search(run_dir: RunDir, spec: ArchSpec, seed: int = 0, std: float = 0
         "params": count_params(sub),
         "embed_dim": sub.embed_dim,
         "embed_idx": list(record.embed_idx),
+        **{k: v for k, v in record.to_dict().items() if k in ("stage_dims", "stage_idx")},
         "blocks": [b.to_dict() for b in record.blocks],
         "converged": True,
         "unconverged": [],

@@ -7,7 +7,7 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import count_macs, create_model, list_models
-from ofb_deploy.search import OfbSupernet, SpaceConfig, parse_flops_target
+from ofb_deploy.search import OfbSupernet, SpaceConfig, build_supernet, parse_flops_target
 from ofb_deploy.search.losses import budget_loss, onehot_loss
 from ofb_deploy.search.masks import ChannelMask, HeadMask, staircase, staircase2d
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, mim_loss, random_token_mask
@@ -90,7 +90,7 @@ def test_budget_loss_reaches_every_alpha() -> None:
 def test_supernet_matches_dense_with_unit_final_masks(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name).eval()
-    net = OfbSupernet(model).eval()
+    net = build_supernet(model).eval()
     for mask in net.masks():
         mask.candidates = mask.candidates[-1:]  # only the dense candidate: V = 1 everywhere
         mask.alpha = torch.nn.Parameter(torch.zeros(1))

@@ -12,7 +12,7 @@ from ofb_deploy.cli._app import app, console
 
 @app.command("models")
 def models_cli(pattern: Annotated[str, typer.Argument(help="Glob over the names, e.g. 'deit_*'.")] = "*") -> None:
-    """List the registered models: input, widths, MACs and params (at their own classes), pretrained weights."""
+    """List the registered models: input, widths (a Swin: per stage), MACs and params, pretrained weights."""
     from ofb_deploy.models import count_macs, count_params, get_arch_spec, list_models
     from ofb_deploy.models.pretrained import shipped_tags
 
@@ -20,7 +20,7 @@ def models_cli(pattern: Annotated[str, typer.Argument(help="Glob over the names,
     for name in list_models(pattern):
         s = get_arch_spec(name)
         heads, mlp = sorted(set(s.num_heads)), sorted(set(s.mlp_hidden))
-        table.add_row(name, f"{s.in_chans}x{s.img_size}", str(s.embed_dim), str(s.depth),
+        table.add_row(name, f"{s.in_chans}x{s.img_size}", "-".join(map(str, s.stage_widths)), str(s.depth),
                       "/".join(map(str, heads)), "/".join(map(str, mlp)), f"{count_macs(s).total / 1e6:.1f}",
                       f"{count_params(s) / 1e6:.2f}M", ", ".join(shipped_tags(name)) or "-")  # fmt: skip
     console.print(table)

@@ -20,7 +20,8 @@ def _print_summary(summary: dict, out: Path) -> None:
     table.add_row("[bold]subnet[/]", str(out))
     table.add_row("[bold]MMACs[/]", f"{summary['flops'] / 1e6:.2f} ({100 * summary['flops'] / dense_f:.1f}% of dense)")
     table.add_row("[bold]params[/]", f"{summary['params']:,} ({100 * summary['params'] / dense_p:.1f}% of dense)")
-    table.add_row("[bold]embed / heads[/]", f"{summary['embed_dim']} / {summary['num_heads']}")
+    embed = "-".join(map(str, summary["stage_dims"])) if "stage_dims" in summary else summary["embed_dim"]
+    table.add_row("[bold]embed / heads[/]", f"{embed} / {summary['num_heads']}")
     table.add_row("[bold]head dim / MLP[/]", f"{summary['head_dim']} / {summary['mlp_hidden']}")
     if "align_flops_change_pct" in summary:
         before = summary["flops_before_align"] / 1e6

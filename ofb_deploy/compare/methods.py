@@ -81,6 +81,8 @@ def read_recipe(run_dir: RunDir) -> RunRecipe:
     data = run_data(run_dir)
     search_data = DataConfig.from_dict(arch["data"])
     spec = load_model_dir(run_dir.dense_dir).spec
+    if spec.family != "vit":  # NOTE: the uniform-width and Torch-Pruning baselines prune a ViT's identical blocks
+        raise ConfigError(f"compare and sweep cover ViT models only; {spec.base_model} is a {spec.family} model")
     full = len(build_splits(data, spec).train)
     seen = len(build_splits(search_data, spec).train)
     passes = search.epochs * seen / full

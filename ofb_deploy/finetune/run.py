@@ -11,13 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ofb_deploy.artifacts import RunDir, model_json, model_weights, slice_record
 from ofb_deploy.data import DataConfig, build_loader, build_splits, run_data
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.finetune.config import NO_TEACHER, DistillConfig
 from ofb_deploy.finetune.distill import DistillLoss
 from ofb_deploy.models.checkpoint import load_model_dir
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.slicing.record import SliceRecord
 from ofb_deploy.slicing.run import SUBNET_STEM, load_subnet
 from ofb_deploy.train import TrainConfig, evaluate, train_model
@@ -27,7 +28,7 @@ from ofb_deploy.utils.io import sha256_file, sha256_json
 log = logging.getLogger(__name__)
 
 
-def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: OfbViT) -> OfbViT | None:
+def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: nn.Module) -> nn.Module | None:
     """The dense teacher (``None`` for ``"none"``); it must see the same inputs and predict the same classes.
 
     Args:
@@ -94,12 +95,12 @@ def finetune_run(
 
 
 def finetune_model(
-    student: OfbViT,
+    student: nn.Module,
     splits: Any,
     out_dir: Path,
     config: TrainConfig,
     *,
-    teacher: OfbViT | None = None,
+    teacher: nn.Module | None = None,
     distill: DistillConfig | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
@@ -129,7 +130,7 @@ def finetune_model(
                        meta=meta, state_path=state_path, description="finetune")  # fmt: skip
 
 
-def _evaluate(model: OfbViT, splits: Any, config: TrainConfig) -> dict[str, float]:
+def _evaluate(model: nn.Module, splits: Any, config: TrainConfig) -> dict[str, float]:
     """Top-1 of the sliced model before fine-tuning (what the slice alone keeps)."""
     device = dist.init_distributed()
     loader = build_loader(splits.val, config.batch_size * 2, train=False, workers=config.workers)

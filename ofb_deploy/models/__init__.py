@@ -1,4 +1,4 @@
-"""Models: the arch spec, the per-block-width ViT, the registry, checkpoints and the FLOPs counter."""
+"""Models: the arch spec, the per-block-width ViT and Swin, the registry, checkpoints and the FLOPs counter."""
 
 from ofb_deploy.utils.lazy import lazy_exports
 
@@ -7,7 +7,9 @@ __getattr__, __all__ = lazy_exports(
     {
         "ArchSpec": "arch_spec",
         "MacsReport": "flops",
+        "OfbSwin": "swin",
         "OfbViT": "vit",
+        "build_model": "registry",
         "count_macs": "flops",
         "count_params": "flops",
         "create_model": "registry",

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ofb_deploy.models.vit import OfbViT
-
 LOCAL_DIR_PREFIX = "local-dir:"  # ``create_model("local-dir:PATH")`` rebuilds the model folder PATH
 
 # NOTE: torch is imported inside the functions that need it: reading a folder's spec (read_model_dir_spec,
@@ -87,7 +85,7 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> Path:
 
 
 def save_model_dir(
-    model: OfbViT,
+    model: nn.Module,
     out_dir: str | Path,
     stem: str = "model",
     meta: dict[str, Any] | None = None,
@@ -135,13 +133,13 @@ def read_model_dir_spec(folder: str | Path) -> ArchSpec:
     return ArchSpec.from_dict(doc["arch"], source=str(path))
 
 
-def load_model_dir(folder: str | Path) -> OfbViT:
+def load_model_dir(folder: str | Path) -> nn.Module:
     """Rebuild a model saved by ``save_model_dir``; a shape mismatch fails with one line."""
-    from ofb_deploy.models.vit import OfbViT
+    from ofb_deploy.models.registry import build_model
 
     folder = Path(folder)
     stem = _find_stem(folder)
-    model = OfbViT(read_model_dir_spec(folder))
+    model = build_model(read_model_dir_spec(folder))
     load_checkpoint(model, model_weights(folder, stem))
     return model
 
@@ -170,8 +168,8 @@ def load_dense(
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
-) -> OfbViT:
-    """A dense model from a model folder, or from a weights file of the registry model ``model``.
+) -> nn.Module:
+    """A dense model (``OfbViT``, ``OfbSwin``) from a model folder, or a weights file of the registry model ``model``.
 
     Args:
         checkpoint: a model folder (``ofb-deploy train``), or a ``.safetensors``/``.pth`` state dict.
@@ -190,7 +188,9 @@ def load_dense(
     if model is None:
         raise ConfigError(f"{path} is a weights file: pass --model NAME so its architecture is known")
     state = read_state_dict(path)
-    head, patch = state.get("head.weight"), state.get("patch_embed.proj.weight")
+    # a ViT's classifier is ``head``, a Swin's ``head.fc`` (timm's names)
+    head = state.get("head.weight", state.get("head.fc.weight"))
+    patch = state.get("patch_embed.proj.weight")
     classes = int(head.shape[0]) if head is not None and head.ndim == 2 else num_classes
     chans = int(patch.shape[1]) if patch is not None and patch.ndim == 4 else in_chans
     dense = create_model(model, num_classes=classes, in_chans=chans)

@@ -1,9 +1,10 @@
 """Model registry: ``register_model``, ``list_models`` and the one way to build a model, ``create_model``.
 
-As in timm, a registered name maps to a function returning the model's config, here an ``ArchSpec``; every
-model is an ``OfbViT`` built from its spec. ``local-dir:PATH`` rebuilds a saved model folder (JSON config plus
-safetensors) with no code edits. ``pretrained=True`` loads the weights shipped in the package when the model has
-some (``models.pretrained``; a ``name.tag`` picks one), else timm's (needs the network).
+As in timm, a registered name maps to a function returning the model's config, here an ``ArchSpec``; the spec's
+``family`` picks the module that builds it (``build_model``: ``OfbViT`` or ``OfbSwin``). ``local-dir:PATH`` rebuilds
+a saved model folder (JSON config plus safetensors) with no code edits. ``pretrained=True`` loads the weights
+shipped in the package when the model has some (``models.pretrained``; a ``name.tag`` picks one), else timm's (needs
+the network).
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ofb_deploy.errors import ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import LOCAL_DIR_PREFIX
+from ofb_deploy.models.swin import OfbSwin
 from ofb_deploy.models.vit import OfbViT
 
 _REGISTRY: dict[str, Callable[..., ArchSpec]] = {}
+FAMILY_MODELS: dict[str, Callable[[ArchSpec], nn.Module]] = {"vit": OfbViT, "swin": OfbSwin}
+
+
+def build_model(spec: ArchSpec) -> nn.Module:
+    """The dense module of ``spec`` (randomly initialised), by its family."""
+    return FAMILY_MODELS[spec.family](spec)
 
 
 def register_model(fn: Callable[..., ArchSpec]) -> Callable[..., ArchSpec]:
@@ -85,7 +95,7 @@ def create_model(
     img_size: int | None = None,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
-) -> OfbViT:
+) -> nn.Module:
     """Build a model by name, optionally loading weights.
 
     Args:
@@ -105,7 +115,7 @@ def create_model(
             raise ModelError(f"{name}: a saved model cannot change classes, channels or size on load")
     else:
         spec = get_arch_spec(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
-        model = OfbViT(spec)
+        model = build_model(spec)
         if pretrained:
             _load_pretrained(model, name)
     if checkpoint is not None:
@@ -113,7 +123,7 @@ def create_model(
     return model
 
 
-def _load_pretrained(model: OfbViT, name: str) -> None:
+def _load_pretrained(model: nn.Module, name: str) -> None:
     """Shipped weights of ``name`` when the package has them (offline), else timm's."""
     from ofb_deploy.artifacts import model_weights
     from ofb_deploy.models.checkpoint import load_checkpoint, read_model_dir_spec
@@ -132,7 +142,7 @@ def _load_pretrained(model: OfbViT, name: str) -> None:
     load_checkpoint(model, model_weights(folder))
 
 
-def _load_timm_pretrained(model: OfbViT, name: str) -> None:
+def _load_timm_pretrained(model: nn.Module, name: str) -> None:
     import timm
 
     spec = model.spec

@@ -99,10 +99,12 @@ def check_config(config: PipelineConfig) -> None:
     spec = dense_spec(config)
     if config.search.target_flops is not None:
         resolve_flops_target(config.search.target_flops, spec, config.search.space())
-    if config.search.latency_table is not None:
-        from ofb_deploy.profile.table import LatencyTable, arch_key
+    if config.search.target_latency is not None or config.search.latency_table is not None:
+        from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable
 
-        table = LatencyTable.load(config.search.latency_table)  # a missing or malformed table fails now
-        if table.key.get("arch") != arch_key(spec):
-            raise ConfigError(f"search.latency_table {config.search.latency_table} was profiled for another model")
+        check_profilable(spec)  # a Swin has no latency table: fail before the first stage
+        if config.search.latency_table is not None:
+            table = LatencyTable.load(config.search.latency_table)  # a missing or malformed table fails now
+            if table.key.get("arch") != arch_key(spec):
+                raise ConfigError(f"search.latency_table {config.search.latency_table} was profiled for another model")
     _check_targets(config, _check_build(config))

@@ -1,11 +1,12 @@
 """``PipelineConfig``: what ``ofb-deploy run`` does, as one YAML document with a typed section per stage.
 
-Precedence, lowest first: the embedded preset (``ofb_deploy/configs/{default,quick}.yaml``), a user YAML file
-(merged key by key over the preset), then command-line overrides (``--model``, ``--target-flops`` ...,
-``--set section.key=value``). Every section is the stage's own config model (``DataConfig``, ``TrainConfig``,
-``SearchConfig`` ...), so an unknown key, a wrong type or an impossible value fails with one line while the
-config loads; ``check`` then verifies, still before any work, what needs this machine: the data, the model,
-the checkpoint, the FLOPs target and the backends to build.
+Precedence, lowest first: the embedded preset (``ofb_deploy/configs/{default,quick}.yaml``), the chosen model's
+settings for that preset when the package has some (``configs/models/<model>.yaml``, a ``ModelPresets``: e.g. a
+model with no shipped checkpoint trains its own, with a budget sized for it), a user YAML file (merged key by key),
+then command-line overrides (``--model``, ``--target-flops`` ..., ``--set section.key=value``). Every section is
+the stage's own config model (``DataConfig``, ``TrainConfig``, ``SearchConfig`` ...), so an unknown key, a wrong
+type or an impossible value fails with one line while the config loads; ``check`` then verifies, still before any
+work, what needs this machine: the data, the model, the checkpoint, the FLOPs target and the backends to build.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ ValidateSection = _section(ValidateConfig)
 TargetsSection = _section(TargetsConfig)
 
 
-# NOTE: the run file's section is called `validate`, which shadows pydantic's deprecated BaseModel.validate
+# NOTE: the run file's section is called `validate`, which shadows pydantic's deprecated BaseModel.validate, and a
+# model-settings file's `default` preset shadows ConfigModel.default (a classmethod no settings file calls)
 warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
+warnings.filterwarnings("ignore", message='Field name "default" in "ModelPresets"', category=UserWarning)
 
 
 class PipelineConfig(ConfigModel):
@@ -144,6 +147,43 @@ def preset_dict(name: str) -> dict[str, Any]:
     return yaml.safe_load(text) or {}
 
 
+class ModelPresets(ConfigModel):
+    """A model's own settings per preset (``configs/models/<model>.yaml``): partial pipeline configs.
+
+    Each one is merged over its preset and validated as a ``PipelineConfig`` there, so an unknown key fails with
+    one line naming the file, the preset and the key; an unknown preset name fails here.
+
+    Args:
+        default: what the model changes in the ``default`` preset.
+        quick: what it changes in the ``quick`` preset.
+    """
+
+    SECTION: ClassVar[str] = "model presets"
+
+    default: dict[str, Any] = Field(default_factory=dict)
+    quick: dict[str, Any] = Field(default_factory=dict)
+
+
+def model_presets_path(model: str) -> Path:
+    """Where the package keeps ``model``'s own settings (``configs/models/<model>.yaml``; a tag is ignored)."""
+    return Path(str(resources.files("ofb_deploy").joinpath("configs", "models", f"{model.partition('.')[0]}.yaml")))
+
+
+def read_model_presets(path: str | Path) -> ModelPresets:
+    """A model-settings file, validated (malformed YAML, a wrong type or an unknown key fail with one line)."""
+    return ModelPresets.from_dict(read_yaml(path), section=f"{path}:")
+
+
+def _with_model_presets(config: PipelineConfig, model: str, preset: str) -> PipelineConfig:
+    path = model_presets_path(model)
+    if not path.is_file():
+        return config
+    layer = getattr(read_model_presets(path), preset)
+    if "model" in layer:
+        raise ConfigError(f"{path}: {preset}.model: a model's own settings cannot name another model")
+    return config.merged(layer, section=f"{path}: {preset}")
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["search.epochs=4", "validate.batches=[1,32]"]`` to a nested mapping (values parsed as YAML scalars).
 
@@ -196,14 +236,35 @@ def load_config(
         sets: ``section.key=value`` items merged last (``parse_set``).
         check: also run ``PipelineConfig.check`` (data, model, checkpoint, target and backends on this machine).
     """
-    config = PipelineConfig.from_dict(preset_dict(preset), section="config")
+    base = PipelineConfig.from_dict(preset_dict(preset), section="config")
     layers = [read_yaml(config_file) if config_file is not None else {}, dict(overrides or {}), parse_set(sets or [])]
-    for layer in layers:
-        config = config.merged(layer)
-    config = _adopt_checkpoint_model(config, any("model" in layer for layer in layers)).consistent()
+    named = [layer["model"] for layer in layers if isinstance(layer.get("model"), str)]
+    model = named[-1] if named else base.model
+    # NOTE: a checkpoint folder may decide the model (``_adopt_checkpoint_model``); that model's own settings then
+    # apply instead, so the result does not depend on whether the model was named or read from the checkpoint
+    for _ in range(2):
+        config = _with_model_presets(base, model, preset)
+        for layer in layers:
+            config = config.merged(layer)
+        config = _adopt_checkpoint_model(config, bool(named))
+        if config.model == model:
+            break
+        model = config.model
+    config = config.consistent()
     if check:
         config.check()
     return config
 
 
-__all__ = ["PRESETS", "PRETRAINED", "PipelineConfig", "load_config", "parse_set", "preset_dict", "read_yaml"]
+__all__ = [
+    "PRESETS",
+    "PRETRAINED",
+    "ModelPresets",
+    "PipelineConfig",
+    "load_config",
+    "model_presets_path",
+    "parse_set",
+    "preset_dict",
+    "read_model_presets",
+    "read_yaml",
+]

@@ -26,7 +26,7 @@ from ofb_deploy.artifacts import latency_table_path, profile_graph
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.vit import INPUT_NAME, OfbViT
 from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
-from ofb_deploy.profile.table import LatencyTable, arch_key, key_digest
+from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
 from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.utils.progress import make_progress
 
@@ -172,6 +172,7 @@ def profile_model(
     from ofb_deploy.errors import ConfigError
     from ofb_deploy.utils.threads import cpu_threads
 
+    check_profilable(spec)
     if precision != "fp32":
         raise ConfigError(f"profile: precision {precision!r} is not supported yet; profile fp32")
     if batch < 1:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ofb_deploy.errors import ArtifactError
+from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.utils.io import atomic_write_json, read_json
 
@@ -148,6 +148,19 @@ class LatencyTable:
             return cls(**doc)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
             raise ArtifactError(f"{path} is not a latency table: {exc}") from None
+
+
+def check_profilable(spec: ArchSpec) -> None:
+    """A table times a ViT's parts (stem and head, attention and MLP at one embed width); any other family fails.
+
+    Args:
+        spec: the dense model a table would be profiled for (or read for).
+    """
+    if spec.family != "vit":
+        raise ConfigError(
+            f"latency tables cover ViT models only; {spec.base_model} is a {spec.family} model: search it with a "
+            "FLOPs target"
+        )
 
 
 def arch_key(spec: ArchSpec) -> dict[str, Any]:

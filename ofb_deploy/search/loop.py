@@ -34,7 +34,7 @@ from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.losses import budget_loss, module_onehot_loss
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
 from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
-from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.utils.dist import all_reduce_mean_, broadcast_, rank, world_size
 from ofb_deploy.utils.io import atomic_write_with
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class SearchState:
     """Everything the loop trains and schedules; the resume checkpoint is its ``state_dict``."""
 
-    supernet: OfbSupernet
+    supernet: SupernetBase
     decoder: PixelDecoder
     config: SearchConfig
     target_macs: int | None
@@ -63,7 +63,12 @@ class SearchState:
     def __post_init__(self) -> None:
         cfg = self.config
         weights, _ = self.supernet.search_parameters()
-        decay = [p for p in self.supernet.model.parameters() if p.ndim >= 2]
+        # NOTE: Swin's relative-position bias tables are not decayed (timm's no_weight_decay)
+        decay = [
+            p
+            for name, p in self.supernet.model.named_parameters()
+            if p.ndim >= 2 and not name.endswith("relative_position_bias_table")
+        ]
         ids = {id(p) for p in decay}
         no_decay = [p for p in weights if id(p) not in ids]
         self.opt_w = torch.optim.AdamW(
@@ -146,8 +151,7 @@ class SearchState:
         out = {"ce": ce}
         loss = ce
         if use_mim:
-            e = None if net.embed_mask.full else net.embed_mask.idx
-            recon = self.decoder(feats[:, 1:], e)
+            recon = net.reconstruct(self.decoder, feats)
             mim = mim_loss(recon, local_normalize(x, self.window), token_mask, net.spec.patch_size)
             loss = loss + (ce.detach() / mim.detach().clamp_min(1e-8)) * mim
             out["mim"] = mim

@@ -18,7 +18,7 @@ import torch
 from ofb_deploy.search.cost import Cost
 from ofb_deploy.search.finalize import guard_round
 from ofb_deploy.search.masks import BiMask
-from ofb_deploy.search.supernet import OfbSupernet
+from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.utils.dist import broadcast_
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ ALPHA_BETAS = (0.5, 0.999)
 
 
 def make_alpha_optimizer(
-    supernet: OfbSupernet,
+    supernet: SupernetBase,
     lr: float,
     previous: torch.optim.Optimizer | None = None,
 ) -> torch.optim.Optimizer | None:
@@ -59,7 +59,7 @@ def describe(mask: BiMask) -> str:
     return f"{mask.name}: {'final ' if mask.final else ''}{', '.join(candidate_labels(mask))}"
 
 
-def sync_search_state(supernet: OfbSupernet) -> None:
+def sync_search_state(supernet: SupernetBase) -> None:
     """Broadcast alphas and scores from rank 0 (no-op on one process)."""
     for mask in supernet.masks():
         broadcast_(mask.score.data)
@@ -68,7 +68,7 @@ def sync_search_state(supernet: OfbSupernet) -> None:
 
 
 def prune_round(
-    supernet: OfbSupernet,
+    supernet: SupernetBase,
     threshold: float,
     lam: float,
     cost: Cost,

@@ -29,17 +29,16 @@ from ofb_deploy.data import (
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_dense
 from ofb_deploy.models.flops import count_macs
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
-from ofb_deploy.search.pmim import PixelDecoder
 from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
 from ofb_deploy.search.space import parse_latency, resolve_flops_target, smallest_spec
-from ofb_deploy.search.supernet import OfbSupernet
-from ofb_deploy.slicing.importance import attn_importance, embed_importance, mlp_importance
+from ofb_deploy.search.supernet import SupernetBase
+from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
@@ -53,7 +52,7 @@ def load_dense_model(
     checkpoint: Path | str | None,
     model_name: str | None,
     data: DataConfig,
-) -> tuple[OfbViT, Path]:
+) -> tuple[torch.nn.Module, Path]:
     """The dense model to search and where it came from: ``checkpoint`` or the run's dense model.
 
     Args:
@@ -99,11 +98,12 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
     return cost, target
 
 
-def init_scores_from_weights(supernet: OfbSupernet) -> None:
+def init_scores_from_weights(supernet: SupernetBase) -> None:
     """Order every importance score like the dense weights' L2 magnitude (``score_init: magnitude``)."""
     state = {k: v.detach() for k, v in supernet.model.state_dict().items()}
     spec = supernet.spec
-    supernet.embed_mask.init_scores(embed_importance(state, spec))
+    for stage, mask in enumerate(supernet.stage_masks):
+        mask.init_scores(stage_importance(state, spec, stage))
     for i, (attn, mlp) in enumerate(zip(supernet.attn_masks, supernet.mlp_masks, strict=True)):
         attn.init_scores(attn_importance(state, spec, i))
         mlp.init_scores(mlp_importance(state, spec, i))
@@ -115,7 +115,7 @@ def _fingerprint(source: Path) -> str:
     return sha256_json({p.name: sha256_file(p) for p in model_weight_files(source)})
 
 
-def _digest(net: OfbSupernet) -> str:
+def _digest(net: SupernetBase) -> str:
     """sha256 of the searched weights and scales (identical on every rank under torchrun)."""
     import hashlib
 
@@ -213,12 +213,12 @@ def _prepare(
         set_cpu_threads()
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
-    supernet = OfbSupernet(model, config.space())
+    supernet = build_supernet(model, config.space())
     if config.score_init == "magnitude":
         init_scores_from_weights(supernet)
     supernet = supernet.to(device)
     supernet.refresh()
-    decoder = PixelDecoder(spec.embed_dim, spec.patch_size, spec.in_chans).to(device)
+    decoder = supernet.make_decoder().to(device)
     loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
     state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher, latency=latency)
@@ -301,4 +301,6 @@ def run_search(
         keys = ("dense_flops", "target_flops", "flops", "params", "top1", "top1_soft", "converged", "search_seconds")
         run_dir.mark_done("search", inputs_hash, **{k: doc[k] for k in keys})
     barrier()
-    return {k: v for k, v in doc.items() if k not in ("history", "config", "blocks", "embed_idx", "dense_arch")}
+    return {
+        k: v for k, v in doc.items() if k not in ("history", "config", "blocks", "embed_idx", "stage_idx", "dense_arch")
+    }

@@ -2,7 +2,7 @@
 
 OFB (Ye et al., CVPR 2024, arXiv 2403.15835, sec. 3.1) searches three unit types of a ViT:
 
-* the embedding width, one for the whole residual stream: 50%..100% of D;
+* the embedding width, one for the whole residual stream (a Swin: one per stage): 50%..100% of D;
 * per block, attention heads x per-head q/k/v dim as ONE joint grid (one softmax over all pairs);
   we allow heads {1..H} (so DeiT-T's 3 heads work) and head dims in multiples of the alignment;
 * per block, the MLP hidden width: 25%..100% of M in 1/8 steps.
@@ -21,7 +21,7 @@ from pydantic import Field
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.flops import count_macs
 from ofb_deploy.utils.config import ConfigModel, Float, PositiveInt
 
 WidthFraction = Annotated[Float, Field(gt=0, le=1)]
@@ -136,13 +136,13 @@ def parse_latency(target: str | float) -> float:
 
 
 def smallest_spec(spec: ArchSpec, space: SpaceConfig) -> ArchSpec:
-    """The narrowest subnet of the search space: every module at its smallest candidate."""
+    """The narrowest subnet of the search space: every module (and every stage width) at its smallest candidate."""
     attn = [
         min(attn_candidates(h, d, space), key=lambda c: c[0] * c[1])
         for h, d in zip(spec.num_heads, spec.head_dim, strict=True)
     ]
-    return spec.replace(
-        embed_dim=min(embed_candidates(spec.embed_dim, space)),
+    return spec.with_widths(
+        stage_widths=tuple(min(embed_candidates(w, space)) for w in spec.stage_widths),
         num_heads=tuple(h for h, _ in attn),
         head_dim=tuple(d for _, d in attn),
         mlp_hidden=tuple(min(mlp_candidates(m, space)) for m in spec.mlp_hidden),
@@ -151,19 +151,7 @@ def smallest_spec(spec: ArchSpec, space: SpaceConfig) -> ArchSpec:
 
 def min_subnet_macs(spec: ArchSpec, space: SpaceConfig) -> int:
     """MACs of the smallest subnet the search space holds (every module at its narrowest candidate)."""
-    return int(
-        macs_from_widths(
-            num_tokens=spec.num_tokens,
-            patch_pixels=spec.in_chans * spec.patch_size**2,
-            num_classes=spec.num_classes,
-            embed=min(embed_candidates(spec.embed_dim, space)),
-            attn_widths=[
-                min(h * d for h, d in attn_candidates(nh, hd, space))
-                for nh, hd in zip(spec.num_heads, spec.head_dim, strict=True)
-            ],
-            mlp_hiddens=[min(mlp_candidates(m, space)) for m in spec.mlp_hidden],
-        )
-    )
+    return count_macs(smallest_spec(spec, space)).total
 
 
 def resolve_flops_target(target: str | float, spec: ArchSpec, space: SpaceConfig) -> int:

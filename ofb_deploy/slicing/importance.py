@@ -4,7 +4,9 @@ Where the search's scales say nothing (a dense checkpoint, or units the search d
 a unit is ranked by the squared L2 norm of every weight that reads from or writes to it (the magnitude criterion
 of Li et al. 2017, "Pruning Filters for Efficient ConvNets", applied to the coupled groups of a ViT as
 Torch-Pruning's ``GroupMagnitudeImportance(p=2)`` does). Each tensor's contribution is divided by its mean, so a
-large tensor (fc1) does not drown a small one (the patch embedding).
+large tensor (fc1) does not drown a small one (the patch embedding). A Swin stage's channels are written by the
+patch embedding or the stage's patch merging and read by the next merging (all four of its token groups) or
+the head.
 """
 
 from __future__ import annotations
@@ -25,24 +27,45 @@ def _norm(values: torch.Tensor) -> torch.Tensor:
     return values / mean if mean > 0 else values
 
 
-def embed_importance(state: dict[str, torch.Tensor], spec: ArchSpec) -> torch.Tensor:
-    """Importance of each residual-stream channel, shape ``(embed_dim,)``."""
-    parts = [
-        _sq(state["patch_embed.proj.weight"].flatten(1), 1),
-        _sq(state["head.weight"], 0),
-    ]
-    for i in range(spec.depth):
-        p = f"blocks.{i}."
+def _block_parts(state: dict[str, torch.Tensor], spec: ArchSpec, blocks: range) -> list[torch.Tensor]:
+    parts = []
+    for i in blocks:
+        p = spec.block_prefix(i)
         parts.append(_sq(state[p + "attn.qkv.weight"], 0))
         parts.append(_sq(state[p + "attn.proj.weight"], 1))
         parts.append(_sq(state[p + "mlp.fc1.weight"], 0))
         parts.append(_sq(state[p + "mlp.fc2.weight"], 1))
-    return sum(_norm(x) for x in parts)
+    return parts
+
+
+def embed_importance(state: dict[str, torch.Tensor], spec: ArchSpec) -> torch.Tensor:
+    """Importance of each residual-stream channel of a ViT, shape ``(embed_dim,)``."""
+    parts = [
+        _sq(state["patch_embed.proj.weight"].flatten(1), 1),
+        _sq(state["head.weight"], 0),
+    ]
+    return sum(_norm(x) for x in parts + _block_parts(state, spec, range(spec.depth)))
+
+
+def stage_importance(state: dict[str, torch.Tensor], spec: ArchSpec, stage: int) -> torch.Tensor:
+    """Importance of each residual channel of ``stage``, shape ``(stage width,)`` (a ViT's one stage: the embed)."""
+    if spec.family != "swin":
+        return embed_importance(state, spec)
+    if stage == 0:
+        parts = [_sq(state["patch_embed.proj.weight"].flatten(1), 1)]
+    else:
+        parts = [_sq(state[f"layers.{stage}.downsample.reduction.weight"], 1)]
+    if stage + 1 < spec.num_stages:  # read by the next merging from each of its 4 token groups
+        reduction = state[f"layers.{stage + 1}.downsample.reduction.weight"]
+        parts.append(_sq(reduction.reshape(reduction.shape[0], 4, -1), (0, 1)))
+    else:
+        parts.append(_sq(state["head.fc.weight"], 0))
+    return sum(_norm(x) for x in parts + _block_parts(state, spec, spec.stage_blocks(stage)))
 
 
 def attn_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) -> torch.Tensor:
     """Importance of each (head, channel) of a block, shape ``(heads, head_dim)``; heads rank by row sums."""
-    p = f"blocks.{block}.attn."
+    p = spec.block_prefix(block) + "attn."
     h, d = spec.num_heads[block], spec.head_dim[block]
     qkv = _sq(state[p + "qkv.weight"], 1).reshape(3, h * d)
     score = sum(_norm(x) for x in qkv) + _norm(_sq(state[p + "proj.weight"], 0))
@@ -51,7 +74,7 @@ def attn_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) 
 
 def mlp_importance(state: dict[str, torch.Tensor], spec: ArchSpec, block: int) -> torch.Tensor:
     """Importance of each MLP neuron of a block, shape ``(mlp_hidden,)``."""
-    p = f"blocks.{block}.mlp."
+    p = spec.block_prefix(block) + "mlp."
     return _norm(_sq(state[p + "fc1.weight"], 1)) + _norm(_sq(state[p + "fc2.weight"], 0))
 
 

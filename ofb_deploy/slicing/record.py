@@ -5,7 +5,8 @@ attention heads, a set of q/k/v channels inside each kept head, and a set of MLP
 them as index lists (``RunDir.arch_path``); a hand-written width file or
 ``--align`` produces the same lists. Like Torch-Pruning's pruning history, the record is enough to cut the
 same subnet again from the same dense weights (``slice_subnet``), and it validates every index on load so
-a broken file fails with one line.
+a broken file fails with one line. A Swin has one residual width per stage, so its record also holds
+``stage_idx`` (kept channels of each stage; ``embed_idx`` is stage 0's, the patch embedding's, as in the spec).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class SliceRecord:
         source: where the indices came from (``search``, ``handwritten``).
         align: the multiple widths were rounded up to (1: none).
         info: free-form provenance (added units, FLOPs before alignment ...).
+        stage_idx: Swin: kept channels of every stage, ``stage_idx[0] == embed_idx`` (empty for a ViT).
     """
 
     dense_arch: ArchSpec
@@ -77,15 +79,40 @@ class SliceRecord:
     source: str = "search"
     align: int = 1
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    stage_idx: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         _check_record(self)
 
+    @classmethod
+    def from_stages(
+        cls,
+        dense_arch: ArchSpec,
+        stages: tuple[tuple[int, ...], ...],
+        blocks: tuple[BlockRecord, ...],
+        **kwargs: Any,
+    ) -> SliceRecord:
+        """A record from the kept channels of every stage (one entry for a ViT).
+
+        Args:
+            dense_arch: the dense spec.
+            stages: kept residual channels per stage.
+            blocks: one ``BlockRecord`` per block.
+            **kwargs: ``source``, ``align``, ``info``.
+        """
+        stage_idx = tuple(stages) if dense_arch.family == "swin" else ()
+        return cls(dense_arch=dense_arch, embed_idx=stages[0], blocks=blocks, stage_idx=stage_idx, **kwargs)
+
+    @property
+    def stages(self) -> tuple[tuple[int, ...], ...]:
+        """Kept residual channels of each stage (a ViT's one stage: ``embed_idx``)."""
+        return self.stage_idx if self.stage_idx else (self.embed_idx,)
+
     @property
     def spec(self) -> ArchSpec:
         """The sliced model's spec (same input geometry and classes as the dense one)."""
-        return self.dense_arch.replace(
-            embed_dim=len(self.embed_idx),
+        return self.dense_arch.with_widths(
+            stage_widths=tuple(len(idx) for idx in self.stages),
             num_heads=tuple(b.heads for b in self.blocks),
             head_dim=tuple(b.head_dim for b in self.blocks),
             mlp_hidden=tuple(b.mlp_hidden for b in self.blocks),
@@ -126,10 +153,11 @@ class SliceRecord:
                 for b in blocks
             )
             embed_idx = _ints(arch["embed_idx"])
+            stage_idx = tuple(_ints(idx) for idx in arch.get("stage_idx") or [])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{doc}: bad or missing index list ({type(exc).__name__}: {exc})") from None
         try:
-            return cls(dense_arch=dense_arch, embed_idx=embed_idx, blocks=records, source=source)
+            return cls(dense_arch=dense_arch, embed_idx=embed_idx, blocks=records, source=source, stage_idx=stage_idx)
         except ConfigError as exc:
             raise ConfigError(f"{doc}: {exc}") from None
 
@@ -142,6 +170,7 @@ class SliceRecord:
             "dense_arch": self.dense_arch.to_dict(),
             "embed_dim": len(self.embed_idx),
             "embed_idx": list(self.embed_idx),
+            **_stage_entries(self.stage_idx),
             "blocks": [b.to_dict() for b in self.blocks],
             "info": self.info,
         }
@@ -159,6 +188,7 @@ class SliceRecord:
             source=rec.source,
             align=int(data.get("align", 1)),
             info=dict(data.get("info") or {}),
+            stage_idx=rec.stage_idx,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -167,6 +197,13 @@ class SliceRecord:
     @classmethod
     def load(cls, path: str | Path) -> SliceRecord:
         return cls.from_dict(read_json(path, "slice record"), doc=str(path))
+
+
+def _stage_entries(stage_idx: tuple[tuple[int, ...], ...]) -> dict[str, Any]:
+    """``stage_dims`` and ``stage_idx`` of a Swin record's JSON (nothing for a ViT)."""
+    if not stage_idx:
+        return {}
+    return {"stage_dims": [len(idx) for idx in stage_idx], "stage_idx": [list(idx) for idx in stage_idx]}
 
 
 def _ints(values: Any) -> tuple[int, ...]:
@@ -189,6 +226,15 @@ def _check_record(rec: SliceRecord) -> None:
     if len(rec.blocks) != dense.depth:
         raise ConfigError(f"{len(rec.blocks)} blocks given, the dense model has {dense.depth}")
     _check_indices("embed_idx", rec.embed_idx, dense.embed_dim)
+    if dense.family == "swin":
+        if len(rec.stage_idx) != dense.num_stages:
+            raise ConfigError(f"stage_idx needs one list per stage ({dense.num_stages}), got {len(rec.stage_idx)}")
+        if rec.stage_idx[0] != rec.embed_idx:
+            raise ConfigError("stage_idx[0] must equal embed_idx (both are the patch embedding's channels)")
+        for s, (idx, width) in enumerate(zip(rec.stage_idx, dense.stage_dims, strict=True)):
+            _check_indices(f"stage_idx[{s}]", idx, width)
+    elif rec.stage_idx:
+        raise ConfigError(f"stage_idx is for family swin, not {dense.family}")
     for i, block in enumerate(rec.blocks):
         _check_indices(f"blocks[{i}].head_idx", block.head_idx, dense.num_heads[i])
         if len(block.channel_idx) != len(block.head_idx):

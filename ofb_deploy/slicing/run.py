@@ -2,8 +2,8 @@
 
 ``RunDir.slice_dir`` is a model folder with the stem ``subnet`` (its JSON: ``{"arch": ArchSpec, "source_model",
 "flops", "params", ...}``) plus the slice record (``artifacts.slice_record``: the kept indices, replayable with
-``slice_subnet``). ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain ``OfbViT`` code and
-no search code.
+``slice_subnet``). ``load_subnet`` / ``create_model("local-dir:...")`` rebuild it with plain ``OfbViT`` /
+``OfbSwin`` code and no search code.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ofb_deploy.artifacts import RunDir, model_json, model_stem, slice_record
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.checkpoint import load_dense, load_model_dir, read_state_dict, save_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.slicing.align import align_record
 from ofb_deploy.slicing.handwritten import load_counts, record_from_counts
 from ofb_deploy.slicing.record import SliceRecord
@@ -28,7 +29,7 @@ SUBNET_STEM = "subnet"  # a subnet's model folder uses this stem (artifacts.MODE
 
 
 def save_subnet(
-    model: OfbViT,
+    model: nn.Module,
     record: SliceRecord,
     out_dir: str | Path,
     source_model: str,
@@ -52,6 +53,7 @@ def save_subnet(
         "dense_flops": count_macs(dense).total,
         "dense_params": count_params(dense),
         "embed_dim": model.spec.embed_dim,
+        **({"stage_dims": list(model.spec.stage_dims)} if model.spec.family == "swin" else {}),
         "num_heads": list(model.spec.num_heads),
         "head_dim": list(model.spec.head_dim),
         "mlp_hidden": list(model.spec.mlp_hidden),
@@ -69,8 +71,8 @@ def save_subnet(
     return summary
 
 
-def load_subnet(folder: str | Path) -> OfbViT:
-    """Rebuild a saved subnet (a plain ``OfbViT``, in eval mode) from its folder; no search code involved.
+def load_subnet(folder: str | Path) -> nn.Module:
+    """Rebuild a saved subnet (a plain ``OfbViT`` or ``OfbSwin``, in eval mode) from its folder; no search code.
 
     Args:
         folder: a subnet's model folder (``RunDir.slice_dir``, ``RunDir.finetune_dir``).
@@ -146,8 +148,9 @@ def slice_handwritten(
     """Slice a dense checkpoint to hand-written widths (counts), choosing units by weight magnitude.
 
     Args:
-        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}``, e.g. a copy of
-            a search result (its other keys are ignored).
+        arch_file: JSON ``{"embed_dim": n, "blocks": [{"heads", "head_dim", "mlp_hidden"}, ...]}`` (a Swin:
+            ``"stage_dims": [...]`` instead of ``embed_dim``), e.g. a copy of a search result (its other keys are
+            ignored).
         checkpoint: dense model folder, or weights file with ``model``.
         out_dir: the subnet's model folder (``save_subnet``).
         model: registry name when ``checkpoint`` is a weights file.

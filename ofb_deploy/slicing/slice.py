@@ -11,6 +11,12 @@ Every scale multiplies a linear map's output, so it folds into that map's rows (
 scale is the one non-linear catch: the sliced ``Attention`` uses ``1/sqrt(d')`` (SDPA default, what ONNX and
 TensorRT fuse), and ``(c q) . k / sqrt(d') = q . k / sqrt(d)`` for ``c = sqrt(d'/d)``, so ``c`` folds into the
 q rows too. The result has no masks, gathers or index ops; only the folding runs index ops, once, here.
+
+A Swin (``search/swin_supernet.py``) keeps channels E_s per stage: its stage scale multiplies the output of the
+patch embedding's LayerNorm (folded into that norm's affine weight and bias) or of a patch merging's projection
+(folded into its rows); a merging reads the kept E_{s-1} of each of its four token groups (columns
+``g * C + c``), and each block's relative-position bias table keeps the columns of its kept heads. The shift
+mask depends on no width.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
 
 from ofb_deploy.errors import ModelError
-from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.models.registry import build_model
 from ofb_deploy.slicing.record import SliceRecord
 
 SCALE_PREFIX = "scale."
@@ -46,7 +53,7 @@ def _scale(scales: dict[str, torch.Tensor] | None, key: str, shape: tuple[int, .
 
 
 def _check_dense(state: dict[str, torch.Tensor], record: SliceRecord) -> None:
-    own = OfbViT(record.dense_arch).state_dict()
+    own = build_model(record.dense_arch).state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
         raise ModelError(f"dense weights lack {missing[:3]} of {record.dense_arch.base_model}")
@@ -69,11 +76,11 @@ def _fold_block(
     scales: dict[str, torch.Tensor] | None,
     i: int,
 ) -> None:
-    dense, block, p = record.dense_arch, record.blocks[i], f"blocks.{i}."
-    e = torch.tensor(record.embed_idx)
+    dense, block, p = record.dense_arch, record.blocks[i], record.dense_arch.block_prefix(i)
+    e = torch.tensor(record.stages[dense.block_stage[i]])
     inner = dense.num_heads[i] * dense.head_dim[i]
     rows = _attn_rows(record, i)
-    s_attn = _scale(scales, f"scale.{p}attn", (dense.num_heads[i], dense.head_dim[i])).reshape(-1)[rows]
+    s_attn = _scale(scales, f"{SCALE_PREFIX}{p}attn", (dense.num_heads[i], dense.head_dim[i])).reshape(-1)[rows]
     # q rows also carry sqrt(d'/d): the sliced SDPA divides by sqrt(d'), the searched model by sqrt(d)
     q_fix = math.sqrt(block.head_dim / dense.head_dim[i])
     # NOTE: a kept (head, channel) with scale 0 (a unit added by --align) adds nothing through q.k as long as
@@ -87,8 +94,11 @@ def _fold_block(
         out[p + "attn.qkv.bias"] = w[p + "attn.qkv.bias"][qkv_rows] * row_scale
     out[p + "attn.proj.weight"] = w[p + "attn.proj.weight"][e][:, rows]
     out[p + "attn.proj.bias"] = w[p + "attn.proj.bias"][e]
+    table = p + "attn.relative_position_bias_table"
+    if table in w:  # Swin: one bias column per head
+        out[table] = w[table][:, list(block.head_idx)]
     m = torch.tensor(block.mlp_idx)
-    s_mlp = _scale(scales, f"scale.{p}mlp", (dense.mlp_hidden[i],))[m]
+    s_mlp = _scale(scales, f"{SCALE_PREFIX}{p}mlp", (dense.mlp_hidden[i],))[m]
     out[p + "mlp.fc1.weight"] = w[p + "mlp.fc1.weight"][m][:, e] * s_mlp[:, None]
     out[p + "mlp.fc1.bias"] = w[p + "mlp.fc1.bias"][m] * s_mlp
     out[p + "mlp.fc2.weight"] = w[p + "mlp.fc2.weight"][e][:, m]
@@ -108,15 +118,36 @@ def sliced_state_dict(
     Args:
         dense_state: dense-shaped weights (timm keys).
         record: kept indices.
-        scales: ``scale.embed``, ``scale.blocks.{i}.attn``, ``scale.blocks.{i}.mlp``; ``None`` means all ones.
+        scales: ``scale.embed`` (Swin: ``scale.layers.{s}.embed``) and ``scale.<block prefix>attn``/``mlp``;
+            ``None`` means all ones.
     """
     _check_dense(dense_state, record)
-    dtype = dense_state["head.weight"].dtype
+    dtype = dense_state["patch_embed.proj.weight"].dtype
     # NOTE: fold in float64 and round once, so the folded weights are as close as fp32 allows
     w = {k: v.detach().cpu().to(torch.float64) for k, v in dense_state.items()}
-    e = torch.tensor(record.embed_idx)
-    s_e = _scale(scales, "scale.embed", (record.dense_arch.embed_dim,))[e]
-    out = {
+    out = (
+        _fold_swin_stages(w, record, scales)
+        if record.dense_arch.family == "swin"
+        else _fold_vit_ends(w, record, scales)
+    )
+    for i in range(record.dense_arch.depth):
+        _fold_block(out, w, record, scales, i)
+    return {k: v.to(dtype).contiguous() for k, v in out.items()}
+
+
+def _stage_scale(scales: dict[str, torch.Tensor] | None, record: SliceRecord, stage: int) -> torch.Tensor:
+    """The kept channels' scales of ``stage``."""
+    dense = record.dense_arch
+    key = f"{SCALE_PREFIX}{dense.embed_name(stage)}"
+    return _scale(scales, key, (dense.stage_widths[stage],))[torch.tensor(record.stages[stage])]
+
+
+def _fold_vit_ends(
+    w: dict[str, torch.Tensor], record: SliceRecord, scales: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
+    """Patch embedding, class token, position embedding (times the embed scale), final norm and head of a ViT."""
+    e, s_e = torch.tensor(record.embed_idx), _stage_scale(scales, record, 0)
+    return {
         "patch_embed.proj.weight": w["patch_embed.proj.weight"][e] * s_e[:, None, None, None],
         "patch_embed.proj.bias": w["patch_embed.proj.bias"][e] * s_e,
         "cls_token": w["cls_token"][..., e] * s_e,
@@ -126,16 +157,40 @@ def sliced_state_dict(
         "head.weight": w["head.weight"][:, e],
         "head.bias": w["head.bias"],
     }
-    for i in range(record.dense_arch.depth):
-        _fold_block(out, w, record, scales, i)
-    return {k: v.to(dtype).contiguous() for k, v in out.items()}
+
+
+def _fold_swin_stages(
+    w: dict[str, torch.Tensor], record: SliceRecord, scales: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
+    """Patch embedding (its norm times stage 0's scale), patch mergings (rows times the stage scale, columns
+    the previous stage's kept channels of each token group), final norm and head of a Swin."""
+    stages = [torch.tensor(idx) for idx in record.stages]
+    s_0 = _stage_scale(scales, record, 0)
+    out = {
+        "patch_embed.proj.weight": w["patch_embed.proj.weight"][stages[0]],
+        "patch_embed.proj.bias": w["patch_embed.proj.bias"][stages[0]],
+        "patch_embed.norm.weight": w["patch_embed.norm.weight"][stages[0]] * s_0,
+        "patch_embed.norm.bias": w["patch_embed.norm.bias"][stages[0]] * s_0,
+    }
+    for s in range(1, len(stages)):
+        p, width = f"layers.{s}.downsample.", record.dense_arch.stage_widths[s - 1]
+        cols = torch.cat([stages[s - 1] + g * width for g in range(4)])
+        out[p + "norm.weight"] = w[p + "norm.weight"][cols]
+        out[p + "norm.bias"] = w[p + "norm.bias"][cols]
+        out[p + "reduction.weight"] = (
+            w[p + "reduction.weight"][stages[s]][:, cols] * _stage_scale(scales, record, s)[:, None]
+        )
+    last = stages[-1]
+    out.update({"norm.weight": w["norm.weight"][last], "norm.bias": w["norm.bias"][last]})
+    out.update({"head.fc.weight": w["head.fc.weight"][:, last], "head.fc.bias": w["head.fc.bias"]})
+    return out
 
 
 def slice_subnet(
     dense_state: dict[str, torch.Tensor],
     arch: dict[str, Any] | SliceRecord,
     scales: dict[str, torch.Tensor] | None = None,
-) -> OfbViT:
+) -> nn.Module:
     """Build the plain dense subnet that computes what the searched model (final masks) computes.
 
     Args:
@@ -147,6 +202,6 @@ def slice_subnet(
     weights, found = split_scales(dense_state)
     if scales is None:
         scales = found or None
-    model = OfbViT(record.spec)
+    model = build_model(record.spec)
     model.load_state_dict(sliced_state_dict(weights, record, scales))
     return model.eval()

@@ -24,7 +24,6 @@ from ofb_deploy.artifacts import train_state
 from ofb_deploy.data import DataSplits, build_loader, set_epoch
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.models.checkpoint import save_model_dir
-from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.train.config import TrainConfig
 from ofb_deploy.utils import dist
 from ofb_deploy.utils.io import atomic_write_with
@@ -34,6 +33,7 @@ from ofb_deploy.utils.threads import set_cpu_threads
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, images, labels) -> loss
+NO_DECAY_SUFFIXES = ("cls_token", "pos_embed", "relative_position_bias_table")  # no weight decay on these
 
 
 def cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float) -> float:
@@ -90,12 +90,13 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device | None = None) 
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # DeiT/timm: no decay on biases, norm weights, class token and position embedding (all 1-D or tokens)
+    # DeiT/timm: no decay on biases, norm weights, class token, position embedding and Swin's relative-position
+    # bias tables (all 1-D, tokens or position terms)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        skip = param.ndim <= 1 or name.endswith(("cls_token", "pos_embed"))
+        skip = param.ndim <= 1 or name.endswith(NO_DECAY_SUFFIXES)
         (no_decay if skip else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -124,7 +125,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 class _Trainer:
     """State of one run: model (and its DDP wrapper), optimizer, scaler, loaders and schedule."""
 
-    def __init__(self, model: OfbViT, splits: DataSplits, config: TrainConfig, loss_fn: LossFn | None) -> None:
+    def __init__(self, model: nn.Module, splits: DataSplits, config: TrainConfig, loss_fn: LossFn | None) -> None:
         self.device = dist.init_distributed()
         self.config = config
         self.model = model.to(self.device)
@@ -198,7 +199,7 @@ class _Trainer:
 
 
 def train_model(
-    model: OfbViT,
+    model: nn.Module,
     splits: DataSplits,
     out_dir: Path,
     config: TrainConfig,

@@ -61,8 +61,18 @@ def arch_table(doc: dict[str, Any]) -> list[str]:
                 f"{d['mlp_hidden'][i]} -> {s['mlp_hidden'][i]}",
             ]
         )
-    lines = [f"Embedding width: {d['embed_dim']} -> {s['embed_dim']}", ""]
+    lines = [f"{embed_label(d)}: {embed_widths(d)} -> {embed_widths(s)}", ""]
     return lines + _table(["block", "heads", "head dim", "attention width", "MLP hidden"], rows)
+
+
+def embed_label(arch: dict[str, Any]) -> str:
+    """What the residual widths are called: one embedding width (ViT) or one per stage (Swin)."""
+    return "Embedding width per stage" if arch.get("stage_dims") else "Embedding width"
+
+
+def embed_widths(arch: dict[str, Any]) -> str:
+    """``384`` for a ViT, ``96-192-384-768`` for a Swin's stages."""
+    return "-".join(map(str, arch["stage_dims"])) if arch.get("stage_dims") else str(arch["embed_dim"])
 
 
 def accuracy_table(doc: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
 from ofb_deploy.utils.io import atomic_write_bytes
+from ofb_deploy.validate.markdown import embed_label, embed_widths
 
 
 def _pyplot() -> Any:
@@ -52,7 +53,7 @@ def plot_widths(doc: dict[str, Any], path: Path) -> None:
         ax.set_xticks(blocks)
         ax.set_ylim(0, 1.3 * max(dense))  # headroom so the legend never covers a bar
         ax.legend(loc="upper right", fontsize=8, ncols=2)
-    fig.suptitle(f"embedding width {d['embed_dim']} -> {s['embed_dim']}")
+    fig.suptitle(f"{embed_label(d).lower()} {embed_widths(d)} -> {embed_widths(s)}")
     _save(fig, path)
     plt.close(fig)
 
