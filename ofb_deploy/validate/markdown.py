@@ -228,8 +228,12 @@ def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
     if search:
         target = search.get("target_flops")
         pct = 100 * target / search["dense_flops"] if target and search.get("dense_flops") else None
-        converged = search.get("converged", "?")
-        lines += [f"Search target: {_fmt(pct, '.0f')}% of dense MACs; converged: {converged}.", ""]
+        joint = search.get("unconverged") or []
+        # "unconverged" modules were not settled by pruning rounds but chosen jointly, closest to the target
+        how = (f"{len(joint)} module(s) chosen jointly at the deadline, closest to the target ({', '.join(joint)})"
+               if joint else "every module settled by the pruning rounds")  # fmt: skip
+        lines += [f"Search target: {_fmt(pct, '.0f')}% of dense MACs ({_fmt(search.get('flops'), ',')} of "
+                  f"{_fmt(search.get('dense_flops'), ',')} MACs reached); {how}.", ""]  # fmt: skip
     lines += ["## Summary", ""] + main_table(doc) + [""]
     lines += stages_lines(doc)
     lines += ["## Targets", ""] + targets_lines(doc) + [""]
