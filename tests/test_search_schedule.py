@@ -10,7 +10,7 @@ from simulate import simulate_alpha
 
 from ofb_deploy.models import count_macs, create_model, get_arch_spec, list_models
 from ofb_deploy.pipeline.config import load_config
-from ofb_deploy.search import OfbSupernet, SearchConfig
+from ofb_deploy.search import OfbSupernet, SearchConfig, SpaceConfig, build_supernet
 from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
 from ofb_deploy.search.loop import SearchState
@@ -92,3 +92,13 @@ def test_closest_combination_prefers_probable_candidates_inside_the_band() -> No
     opened = finalize_closest(net, cost, target, lam=0.1)
     assert len(opened) == len(net.masks()) and net.all_final
     assert abs(float(net.soft_macs()) - target) <= 0.005 * target
+
+
+def test_a_fixed_width_module_is_finalised_with_its_scale() -> None:
+    # embed_min 1.0 leaves the embed one candidate: it must still freeze a non-zero scale, or the slice is all zeros
+    torch.manual_seed(0)
+    net = build_supernet(create_model("test_vit"), SpaceConfig(embed_min=1.0))
+    embed = next(m for m in net.masks() if m.name == "embed")
+    assert len(embed.candidates) == 1
+    finalize_closest(net, MacsCost(net.spec), 0.6 * count_macs(net.spec).total, lam=0.1)
+    assert net.all_final and float(embed.scale.abs().min()) > 0

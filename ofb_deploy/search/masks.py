@@ -160,6 +160,9 @@ class BiMask(nn.Module, ABC):
         """Keep only alive candidate ``index`` and finalise (the end-of-search choice)."""
         if self.final:
             return
+        if len(self.candidates) == 1:  # a fixed width (e.g. embed_min 1.0): keep_only sees nothing to drop
+            self.finalize(lam)
+            return
         self.keep_only([i == index for i in range(len(self.candidates))], lam)
 
     @torch.no_grad()
