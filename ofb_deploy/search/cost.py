@@ -18,6 +18,7 @@ matrix products.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from ofb_deploy.models.flops import block_cost, count_macs, head_macs, stem_macs
 from ofb_deploy.search.masks import BiMask
 
 
-class Cost:
+class Cost(ABC):
     """Base: ``fixed(stage, width, previous)``, ``part(kind, block, embed, candidate)``, ``dense``, ``expected``."""
 
     name = ""
@@ -37,6 +38,7 @@ class Cost:
         self.spec = spec
         self._cache: dict[Any, torch.Tensor] = {}
 
+    @abstractmethod
     def fixed(self, stage: int, width: int, previous: int | None = None) -> float:
         """Cost outside the blocks that ``stage``'s residual width decides.
 
@@ -45,17 +47,16 @@ class Cost:
             width: its residual width.
             previous: the previous stage's width (``None`` on stage 0): a Swin patch merging costs both.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def part(self, kind: str, block: int, embed: int, candidate: Any) -> float:
         """Cost of block ``block``'s ``attn`` (candidate ``(heads, head_dim)``) or ``mlp`` (a width) module at
         residual width ``embed`` (its stage's)."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def dense(self) -> float:
         """Cost of the dense model."""
-        raise NotImplementedError
 
     def of_spec(self, spec: ArchSpec) -> float:
         """Cost of a whole model of ``spec`` (widths of the dense model's search space)."""
