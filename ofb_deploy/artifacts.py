@@ -47,6 +47,7 @@ METHOD_FILES = {
     "start": "slice",  # the model before fine-tuning (a model folder)
     "onnx": "subnet.onnx",  # the fine-tuned model (subnet.{json,safetensors} in the folder) for ORT timing
     "run": "run",  # a nested run directory (OFB at another seed or target)
+    "latency_budget": "latency_budget.json",  # ofb-latency: the OFB subnet's measured share of the dense latency
     "state": "train_state.pt",
 }
 _STATE_FILES = {"train": "train_state.pt", "finetune": "train_state.pt", "search": "search_state.pt"}

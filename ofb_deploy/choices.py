@@ -95,10 +95,11 @@ class FitMode(Choice):
 
 
 class Method(Choice):
-    """Methods ``ofb-deploy compare`` runs at equal MACs and epochs."""
+    """Methods ``ofb-deploy compare`` runs at equal MACs (``ofb-latency``: equal latency) and equal epochs."""
 
     OFB = "ofb"
     MAGNITUDE = "magnitude"
     TORCH_PRUNING = "torch-pruning"
     SCRATCH = "scratch"
     TORCH_PRUNING_TAYLOR = "torch-pruning-taylor"  # on request only (not in the default compare)
+    OFB_LATENCY = "ofb-latency"  # on request: OFB searched at the OFB subnet's measured latency (not its MACs)

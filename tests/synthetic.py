@@ -1,22 +1,26 @@
-"""Test helper: a random but valid search output (``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
+"""Test helpers: a random but valid search output (``RunDir.arch_path`` and ``RunDir.searched_weights_path``).
 
 Slicing, export and engine tests need a searched run without paying for a search. ``random_search`` draws
 random dense weights (larger than timm's init, so activations and logits are not all near zero), a random
 architecture inside the OFB search space and random positive scales for the kept units (zero for the dropped
-ones, as the search writes them).
+ones, as the search writes them). ``synthetic_table`` is a latency table from a made-up cost law.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ofb_deploy.artifacts import RunDir
+from ofb_deploy.models import get_arch_spec
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import save_state_dict
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.registry import build_model
+from ofb_deploy.profile.table import LatencyTable, arch_key
+from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 from ofb_deploy.utils.io import atomic_write_json
 
@@ -108,3 +112,25 @@ def random_search(run_dir: RunDir, spec: ArchSpec, seed: int = 0, std: float = 0
     save_state_dict({**weights, **scales}, run_dir.searched_weights_path)
     atomic_write_json(run_dir.arch_path, arch)
     return arch
+
+
+def synthetic_table(name: str = "test_vit", noise: float = 0.0, key: dict | None = None) -> LatencyTable:
+    """A latency table of a test model from a made-up cost law (plus optional noise), no timing involved.
+
+    ``key``: the table's key (default: a minimal one); pass ``profile.measure.table_key(...)`` to seed a cache.
+    """
+    spec = get_arch_spec(name)
+    space = SpaceConfig()
+    embeds = embed_candidates(spec.embed_dim, space)
+    dims = sorted({d for _, d in attn_candidates(max(spec.num_heads), max(spec.head_dim), space)})
+    hiddens = mlp_candidates(max(spec.mlp_hidden), space)
+    rng = np.random.default_rng(0)
+
+    def jitter() -> float:
+        return float(rng.normal(0, noise))
+
+    attn = {str(h): [[0.01 * e * h * d / 64 + 0.02 * h + jitter() for d in dims] for e in embeds]
+            for h in range(1, max(spec.num_heads) + 1)}  # fmt: skip
+    mlp = [[0.01 * e * m / 64 + jitter() for m in hiddens] for e in embeds]
+    key = key or {"arch": arch_key(spec), "backend": "ort-cpu", "batch": 8, "precision": "fp32", "threads": 1}
+    return LatencyTable(key, 0.05, embeds, [0.1 + 0.002 * e for e in embeds], dims, attn, hiddens, mlp, 1.1, 0.02)

@@ -108,3 +108,37 @@ def test_compare_rejects_bad_input_before_any_work(tiny_run: RunDir, tmp_path: P
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 3
     assert not tiny_run.sweep_dir.exists()
+
+
+def test_ofb_latency_searches_at_the_ofb_subnets_measured_latency(
+    tiny_run: RunDir, tmp_path: Path, monkeypatch
+) -> None:
+    """``ofb-latency``: the budget is the OFB subnet's latency timed now as a share of dense; the search meets it on
+    the run's table (a made-up one seeded into the cache here: the profile itself is tested in test_latency_table)."""
+    from synthetic import synthetic_table
+
+    from ofb_deploy.artifacts import latency_table_path
+    from ofb_deploy.profile.measure import default_cache_dir, table_key
+    from ofb_deploy.utils.threads import cpu_threads
+
+    monkeypatch.setenv("OFB_CACHE", str(tmp_path))
+    recipe = read_recipe(tiny_run)
+    spec = load_model_dir(recipe.dense_dir).spec
+    key = table_key(spec, recipe.search.space(), "ort-cpu", "fp32", recipe.search.latency_batch, cpu_threads(1))
+    table = synthetic_table(key=key)
+    table.save(latency_table_path(default_cache_dir(), spec.base_model, table.digest))
+    config = CompareConfig(seeds=(0,), methods=("ofb", "ofb-latency"), batches=(1,), threads=1, warmup_s=0.01,
+                           min_iters=2, min_time_s=0.02, rounds=2)  # fmt: skip
+    doc = compare_run(tiny_run, config)
+    run = doc["methods"]["ofb-latency"]["seeds"]["0"]
+    budget = run["latency_budget"]
+    assert 0 < budget["share"] < 1 and budget["target_latency"] == f"{budget['share']:.4f}x"
+    assert budget["threads"] == 1 and budget["table_digest"] == table.digest
+    predicted = run["latency_predicted"]
+    assert predicted["target_ms"] == pytest.approx(budget["share"] * table.predict(spec), rel=1e-3)
+    assert abs(predicted["predicted_ms"] - predicted["target_ms"]) <= 0.05 * predicted["target_ms"]
+    assert run["epochs"] == doc["methods"]["ofb"]["seeds"]["0"]["epochs"]
+    check = doc["checks"]["equal_latency"]  # batch 8, the table's, is timed although only batch 1 was asked for
+    assert check["batch"] == 8 and check["seeds"]["0"]["latency_ratio"] > 0
+    assert set(doc["methods"]["ofb-latency"]["latency_ms"]) == {"1", "8"}
+    assert doc["checks"]["equal_macs_within_1pct"]  # ofb-latency is held at OFB's latency, not its MACs

@@ -110,7 +110,7 @@ def test_reader_feed_and_bad_arguments(onnx_path: Path) -> None:
 def test_interleaved_alternates_rounds_and_finds_the_speedup() -> None:
     calls: list[str] = []
     runners = {"dense": SleepRunner("dense", 0.006, calls), "subnet": SleepRunner("subnet", 0.003, calls)}
-    result = measure_interleaved(runners, _feed(2), rounds=4, warmup_s=0, min_iters=8, min_time_s=0)
+    result = measure_interleaved(runners, _feed(2), rounds=4, warmup_s=0, min_iters=8, min_time_s=0, settle=0)
     # each round times one runner's block of 2 iterations; the order flips every round: A B, B A, A B, B A
     blocks = [calls[i] for i in range(2, len(calls), 2)]  # skip the two warm-up calls
     assert blocks == ["dense", "subnet", "subnet", "dense", "dense", "subnet", "subnet", "dense"]
@@ -118,6 +118,19 @@ def test_interleaved_alternates_rounds_and_finds_the_speedup() -> None:
     assert result.reports["dense"].iterations == 8
     assert 1.3 < result.speedup() < 3.0 and 1.3 < result.round_speedup() < 3.0
     assert not any(r.is_active for r in runners.values())
+
+
+def test_interleaved_settles_every_slice_untimed() -> None:
+    """Each slice starts with ``settle`` runs that are not timed (the switch from the previous runner)."""
+    calls: list[str] = []
+    runners = {"a": SleepRunner("a", 0.002, calls), "b": SleepRunner("b", 0.002, calls)}
+    result = measure_interleaved(runners, _feed(2), rounds=3, warmup_s=0, min_iters=6, min_time_s=0, settle=2)
+    assert calls.count("a") == 1 + 3 * (2 + 2)  # one warm-up run, then per round 2 settling + 2 timed runs
+    assert result.reports["a"].iterations == 6 and len(result.reports["a"].samples_ms) == 6
+    slices = [calls[i : i + 4] for i in range(2, len(calls), 4)]
+    assert all(len(set(s)) == 1 for s in slices)  # a runner's settling runs and timed runs are one block
+    with pytest.raises(ConfigError, match="settle"):
+        measure_interleaved(runners, _feed(2), settle=-1)
 
 
 def test_interleaved_real_sessions(onnx_path: Path) -> None:

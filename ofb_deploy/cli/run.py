@@ -64,7 +64,8 @@ def run_cli(
     data_root: DataRootOpt = None,
     target_flops: Annotated[str | None, typer.Option(help="Search target: fraction (0.5) or MACs (800M).")] = None,
     target_latency: Annotated[
-        str | None, typer.Option(help="Latency budget (1.5ms) on search.latency_backend at search.latency_batch.")
+        str | None,
+        typer.Option(help="Latency budget (1.5ms, or 0.6x of dense) on search.latency_backend, latency_batch."),
     ] = None,
     latency_table: Annotated[str | None, typer.Option(help="Latency table from `ofb-deploy profile`.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Dense training epochs.")] = None,

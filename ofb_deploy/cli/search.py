@@ -27,10 +27,15 @@ def search_cli(
     target_flops: Annotated[
         str | None, typer.Option(help=_HELP_TARGET + f" Default {S('target_flops')}; none with --target-latency.")
     ] = None,
-    target_latency: Annotated[str | None, typer.Option(help="Latency budget such as 1.5ms (predicted).")] = None,
+    target_latency: Annotated[
+        str | None, typer.Option(help="Latency budget such as 1.5ms, or 0.6x of the dense latency (predicted).")
+    ] = None,
     latency_table: Annotated[Path | None, typer.Option(help="Table from `ofb-deploy profile`.")] = None,
     latency_backend: Annotated[str, typer.Option(help="Backend to profile without a table.")] = S("latency_backend"),
     latency_batch: Annotated[int, typer.Option(help="Batch to profile without a table.")] = S("latency_batch"),
+    latency_threads: Annotated[
+        int | None, typer.Option(help="CPU threads to profile at without a table (default: every core).")
+    ] = S("latency_threads"),
     epochs: Annotated[int, typer.Option(help="Search epochs.")] = S("epochs"),
     batch_size: Annotated[int, typer.Option(help="Images per step on each process.")] = S("batch_size"),
     train_size: Annotated[str | None, typer.Option(help="Cap on training images searched on: a count, or 'all'.")] = S(
@@ -61,7 +66,8 @@ def search_cli(
         target_flops = None
     config = SearchConfig(target_flops=target_flops, target_latency=target_latency,
                           latency_table=None if latency_table is None else str(latency_table),
-                          latency_backend=latency_backend, latency_batch=latency_batch, epochs=epochs,
+                          latency_backend=latency_backend, latency_batch=latency_batch,
+                          latency_threads=latency_threads, epochs=epochs,
                           batch_size=batch_size, train_size=train_size,
                           prune_every=prune_every, alpha_lr=alpha_lr, w_flops=w_flops, score_init=score_init,
                           distill=distill, align=align, seed=seed, workers=workers)  # fmt: skip

@@ -38,7 +38,7 @@ from ofb_deploy.utils.io import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 METHODS = Method.values()
-DEFAULT_METHODS = METHODS[:4]  # Taylor on request: `--methods ...,torch-pruning-taylor`
+DEFAULT_METHODS = METHODS[:4]  # Taylor and ofb-latency on request: `--methods ...,torch-pruning-taylor`
 TAYLOR_BATCH = 256  # training images whose cross-entropy gradient scores the units
 
 
@@ -101,7 +101,7 @@ def dense_top1(recipe: RunRecipe) -> float:
     return round(evaluate(dense, loader)["top1"], 4)
 
 
-def _result(folder: Path, method: str, seed: int, model_dir: Path, metrics: dict[str, Any], **extra: Any) -> dict:
+def method_result(folder: Path, method: str, seed: int, model_dir: Path, metrics: dict[str, Any], **extra: Any) -> dict:
     spec = load_model_dir(model_dir).spec
     doc = {
         "method": method,
@@ -141,7 +141,9 @@ def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = No
     same = seed == recipe.search.seed == recipe.finetune.seed and target in (None, recipe.search.target_flops)
     if same:
         doc = read_json(model_json(run.finetune_dir, SUBNET_STEM))
-        return _result(folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True)
+        return method_result(
+            folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True
+        )
     sub = RunDir(folder / METHOD_FILES["run"], create=True)
     search = recipe.search.replace(seed=seed, target_flops=target or recipe.search.target_flops)
     if not sub.is_done("search"):
@@ -151,7 +153,7 @@ def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = No
     config = recipe.finetune.replace(seed=seed)
     metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
     seconds = round(time.perf_counter() - started, 1)
-    return _result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
+    return method_result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
 
 
 def make_baseline(
@@ -195,7 +197,7 @@ def make_baseline(
     metrics = finetune_model(student.train(), splits, folder, config, teacher=teacher, resume=True, meta=meta,
                              state_path=folder / METHOD_FILES["state"])  # fmt: skip
     seconds = round(time.perf_counter() - started, 1)
-    return _result(folder, method, seed, folder, metrics, epochs=recipe.budget_epochs, seconds=seconds, **extra)
+    return method_result(folder, method, seed, folder, metrics, epochs=recipe.budget_epochs, seconds=seconds, **extra)
 
 
 def _taylor_batch(recipe: RunRecipe, spec: ArchSpec, seed: int) -> tuple[Any, Any]:
@@ -216,6 +218,7 @@ def make_method(
     seed: int,
     ofb: dict | None,
     target: str | None = None,
+    timing: Any = None,
 ) -> dict[str, Any]:
     """The result of one method (read back when its folder is done, else made now).
 
@@ -226,6 +229,8 @@ def make_method(
         seed: the seed.
         ofb: the OFB result the baselines are held to (``None`` for OFB itself).
         target: OFB's FLOPs target (default: the run's).
+        timing: the compare's ``CompareConfig`` (``ofb-latency`` times its budget with it; default settings if
+            ``None``).
     """
     done = folder / METHOD_FILES["result"]
     if done.is_file():
@@ -235,4 +240,9 @@ def make_method(
         return make_ofb(recipe, folder, seed, target)
     if ofb is None:
         raise ConfigError(f"{method} needs the OFB result of seed {seed} first")
+    if method == "ofb-latency":
+        from ofb_deploy.compare.config import CompareConfig
+        from ofb_deploy.compare.latency import make_ofb_latency
+
+        return make_ofb_latency(recipe, folder, seed, ofb, timing or CompareConfig())
     return make_baseline(recipe, folder, method, seed, ofb)

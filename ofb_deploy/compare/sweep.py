@@ -2,7 +2,7 @@
 
 Each target gets a searched, fine-tuned OFB subnet (a nested run; the run's own result where the target is the
 run's) and the magnitude baseline at that subnet's MACs with the same epochs (``methods.py``). All models and
-the dense one are then timed together on ONNX Runtime CPU, interleaved, at each batch (``run.time_models``), so
+the dense one are then timed together on ONNX Runtime CPU, interleaved, at each batch (``timing.time_models``), so
 the Pareto plot of top-1 against measured latency compares like with like.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.methods import dense_top1, make_method, read_recipe
-from ofb_deploy.compare.run import time_models
+from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir

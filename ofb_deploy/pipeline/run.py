@@ -94,7 +94,16 @@ def _build(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, A
 def _validate(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
     from ofb_deploy.validate.validate import summary, validate_run
 
-    return summary(validate_run(run_dir, config.validate))
+    validate, search = config.validate, config.search
+    if validate.threads is None and search.target_latency is not None:
+        # time at the threads the search's table was profiled at, so its prediction can be checked
+        threads = search.latency_threads
+        if search.latency_table is not None:
+            from ofb_deploy.profile.table import LatencyTable
+
+            threads = LatencyTable.load(search.latency_table).key.get("threads")
+        validate = validate.replace(threads=threads)
+    return summary(validate_run(run_dir, validate))
 
 
 def _report(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:

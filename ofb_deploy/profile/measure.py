@@ -1,11 +1,16 @@
 """``profile_model``: measure a ``LatencyTable`` for a model's search space on one backend (``ofb-deploy profile``).
 
 Grid: up to ``POINTS`` embed widths, head dims and MLP widths spread over the search space's candidates (its ends
-included), every head count. The parts (``graphs.py``) of one embed width share one input shape, so they are
-timed together, interleaved in alternating rounds in one process, exactly as ``validate`` and ``bench`` time
-models (``validate.interleaved``: warm-up by time, medians). An empty graph times the per-run call overhead.
-Then three whole models (dense and two uniform shrinks, exported as the pipeline exports them) are timed and an
-affine correction of the summed prediction is fitted on them.
+included), every head count. The parts (``graphs.py``), an empty graph per input shape (the per-run call
+overhead), and ``3 + FIT_RANDOM`` whole models (dense, two uniform shrinks and seeded random subnets, exported as
+the pipeline exports them) are all timed in ONE interleaved group, in alternating rounds in one process, as
+``validate`` and ``bench`` time models (``validate.interleaved``: warm-up by time, medians). An affine correction
+of the parts' sum is then fitted on the whole models by least squares.
+
+NOTE: one group, not a group per embed width followed by the whole models: on a shared CPU the machine's speed
+drifts by 10-30% within a minute (measured here: one model's 15-s medians went 4.5 -> 6.8 ms at 2 threads), so
+parts and wholes timed at different moments fitted a correction of up to 1.7x that was really drift; in one
+group every graph samples the same moments.
 
 A table is cached under its key's digest (model, space, backend, precision, batch, threads, machine, library
 versions), so asking again with the same key reads it instead of measuring.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +33,22 @@ from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.vit import INPUT_NAME, OfbViT
 from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
 from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
-from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
+from ofb_deploy.search.space import (
+    SpaceConfig,
+    attn_candidates,
+    embed_candidates,
+    mlp_candidates,
+    random_subnet,
+)
 from ofb_deploy.utils.progress import make_progress
 
 log = logging.getLogger(__name__)
 
 POINTS = 4  # grid points per width axis (interpolated in between)
-TIMING = {"rounds": 3, "warmup_s": 0.05, "min_iters": 5, "min_time_s": 0.15}
-FIT_TIMING = {"rounds": 4, "warmup_s": 0.2, "min_iters": 10, "min_time_s": 0.6}
+# every part and whole model is timed in one interleaved group: four slices each, >= 8 runs and 0.4 s in all
+TIMING = {"rounds": 4, "warmup_s": 0.05, "min_iters": 8, "min_time_s": 0.4}
+FIT_RANDOM = 3  # random subnets among the whole models of the fit (next to dense and two uniform shrinks)
+FIT_SEED = 1234
 
 
 def default_cache_dir() -> Path:
@@ -76,15 +90,6 @@ def table_key(spec: ArchSpec, space: SpaceConfig, backend: str, precision: str, 
     }
 
 
-def _time_group(paths: dict[str, Path], feed: dict[str, np.ndarray], backend: str, threads: int, timing: dict) -> dict:
-    from ofb_deploy.engines.registry import make_runner
-    from ofb_deploy.validate.interleaved import measure_interleaved
-
-    runners = {label: make_runner(backend, path, threads=threads, name=label) for label, path in paths.items()}
-    result = measure_interleaved(runners, feed, **timing)
-    return {label: report.median_ms for label, report in result.reports.items()}
-
-
 def _write(folder: Path, name: str, proto: bytes) -> Path:
     path = profile_graph(folder, name)
     path.write_bytes(proto)
@@ -117,21 +122,19 @@ def _uniform(spec: ArchSpec, space: SpaceConfig, share: float) -> ArchSpec:
     )
 
 
-def _fit(table: LatencyTable, spec: ArchSpec, space: SpaceConfig, folder: Path, backend: str, threads: int) -> None:
-    """Time three whole models and fit ``scale``/``offset`` (least squares) of the summed prediction to them."""
-    from ofb_deploy.export.onnx import export_onnx
-
+def fit_specs(spec: ArchSpec, space: SpaceConfig) -> dict[str, ArchSpec]:
+    """The whole models a table's correction is fitted on: dense, two uniform shrinks and ``FIT_RANDOM`` random
+    subnets (seeded, so every profile of a space fits on the same ones)."""
     specs = {"dense": spec, "uniform50": _uniform(spec, space, 0.5), "uniform75": _uniform(spec, space, 0.75)}
-    paths = {}
-    for label, s in specs.items():
-        paths[label] = profile_graph(folder, f"whole_{label}")
-        export_onnx(OfbViT(s).eval(), paths[label])
-    batch = table.key["batch"]
-    feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, spec.in_chans, spec.img_size,
-                                                                  spec.img_size), dtype=np.float32)}  # fmt: skip
-    measured = _time_group(paths, feed, backend, threads, FIT_TIMING)
+    rng = random.Random(FIT_SEED)
+    specs |= {f"random{i}": random_subnet(spec, space, rng) for i in range(FIT_RANDOM)}
+    return specs
+
+
+def _fit(table: LatencyTable, specs: dict[str, ArchSpec], measured: dict[str, float]) -> None:
+    """Least-squares ``scale``/``offset`` of the parts' sum against the whole models timed with the parts."""
     raw = np.array([table.raw_ms(s) for s in specs.values()])
-    real = np.array([measured[label] for label in specs])
+    real = np.array([measured[f"whole_{label}"] for label in specs])
     a = np.stack([raw, np.ones_like(raw)], axis=1)
     scale, offset = np.linalg.lstsq(a, real, rcond=None)[0]
     if scale <= 0:  # degenerate timings: fall back to a pure ratio
@@ -140,7 +143,7 @@ def _fit(table: LatencyTable, spec: ArchSpec, space: SpaceConfig, folder: Path, 
     table.fit = [
         {"model": label, "arch": {"embed_dim": s.embed_dim, "num_heads": list(s.num_heads),
                                   "head_dim": list(s.head_dim), "mlp_hidden": list(s.mlp_hidden)},
-         "measured_ms": float(m), "raw_ms": float(r)}
+         "measured_ms": float(m), "raw_ms": float(r), "predicted_ms": float(scale * r + offset)}
         for (label, s), m, r in zip(specs.items(), real, raw, strict=True)
     ]  # fmt: skip
 
@@ -194,42 +197,76 @@ def profile_model(
     return table
 
 
-def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: str, threads: int) -> LatencyTable:
-    n, batch = spec.num_tokens, key["batch"]
-    embeds = spread(embed_candidates(spec.embed_dim, space))
-    dims = spread(sorted({d for _, d in attn_candidates(max(spec.num_heads), max(spec.head_dim), space)}))
-    hiddens = spread(mlp_candidates(max(spec.mlp_hidden), space))
-    heads = list(range(1, max(spec.num_heads) + 1))
+def _part_graphs(spec: ArchSpec, space: SpaceConfig, folder: Path) -> tuple[dict[str, Path], dict[str, list[int]]]:
+    """Every part graph of the grid, written to ``folder``: label to path, and the grid's axes."""
+    n = spec.num_tokens
+    axes = {
+        "embeds": spread(embed_candidates(spec.embed_dim, space)),
+        "dims": spread(sorted({d for _, d in attn_candidates(max(spec.num_heads), max(spec.head_dim), space)})),
+        "hiddens": spread(mlp_candidates(max(spec.mlp_hidden), space)),
+        "heads": list(range(1, max(spec.num_heads) + 1)),
+    }
+    paths = {}
+    for e in axes["embeds"]:
+        paths[f"empty{e}"] = _write(folder, f"empty{e}", _identity_graph(n, e))
+        for h in axes["heads"]:
+            for d in axes["dims"]:
+                paths[f"attn{e}_{h}x{d}"] = _write(folder, f"attn{e}_{h}x{d}", attn_graph(n, e, h, d))
+        for m in axes["hiddens"]:
+            paths[f"mlp{e}_{m}"] = _write(folder, f"mlp{e}_{m}", mlp_graph(n, e, m))
+        paths[f"fixed{e}"] = _write(folder, f"fixed{e}", fixed_graph(spec, e))
+    return paths, axes
+
+
+def _feeds(spec: ArchSpec, labels: list[str], batch: int) -> dict[str, dict[str, np.ndarray]]:
+    """A random batch per graph: tokens (batch, N, E) for the block parts, images for the rest."""
     rng = np.random.default_rng(0)
-    attn = {str(h): [[0.0] * len(dims) for _ in embeds] for h in heads}
-    mlp = [[0.0] * len(hiddens) for _ in embeds]
-    overheads = []
+    image = rng.standard_normal((batch, spec.in_chans, spec.img_size, spec.img_size), dtype=np.float32)
+    tokens: dict[int, np.ndarray] = {}
+    feeds = {}
+    for label in labels:
+        if label.startswith(("empty", "attn", "mlp")):
+            e = int(label.removeprefix("empty").removeprefix("attn").removeprefix("mlp").split("_")[0])
+            if e not in tokens:
+                tokens[e] = rng.standard_normal((batch, spec.num_tokens, e), dtype=np.float32)
+            feeds[label] = {INPUT_NAME: tokens[e]}
+        else:
+            feeds[label] = {INPUT_NAME: image}
+    return feeds
+
+
+def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: str, threads: int) -> LatencyTable:
+    from ofb_deploy.engines.registry import make_runner
+    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.validate.interleaved import measure_interleaved
+
+    specs = fit_specs(spec, space)
     with tempfile.TemporaryDirectory(prefix="ofb-profile-") as tmp, make_progress() as progress:
         folder = Path(tmp)
-        task = progress.add_task("profile", total=len(embeds) + 2, info=f"{backend} batch {batch}")
-        for i, e in enumerate(embeds):
-            paths = {"empty": _write(folder, f"empty{e}", _identity_graph(n, e))}
-            for h in heads:
-                for d in dims:
-                    paths[f"attn{h}x{d}"] = _write(folder, f"attn{e}_{h}x{d}", attn_graph(n, e, h, d))
-            for m in hiddens:
-                paths[f"mlp{m}"] = _write(folder, f"mlp{e}_{m}", mlp_graph(n, e, m))
-            feed = {INPUT_NAME: rng.standard_normal((batch, n, e), dtype=np.float32)}
-            ms = _time_group(paths, feed, backend, threads, TIMING)
-            overheads.append(ms["empty"])
-            for h in heads:
-                for j, d in enumerate(dims):
-                    attn[str(h)][i][j] = max(0.0, ms[f"attn{h}x{d}"] - ms["empty"])
-            for j, m in enumerate(hiddens):
-                mlp[i][j] = max(0.0, ms[f"mlp{m}"] - ms["empty"])
+        task = progress.add_task("profile", total=len(specs) + 1 + TIMING["rounds"], info="writing the parts")
+        paths, axes = _part_graphs(spec, space, folder)
+        progress.advance(task)
+        for label, s in specs.items():
+            progress.update(task, info=f"exporting whole model {label}")
+            paths[f"whole_{label}"] = profile_graph(folder, f"whole_{label}")
+            export_onnx(OfbViT(s).eval(), paths[f"whole_{label}"])
             progress.advance(task)
-        overhead = float(np.median(overheads))
-        paths = {f"fixed{e}": _write(folder, f"fixed{e}", fixed_graph(spec, e)) for e in embeds}
-        image = rng.standard_normal((batch, spec.in_chans, spec.img_size, spec.img_size), dtype=np.float32)
-        ms = _time_group(paths, {INPUT_NAME: image}, backend, threads, TIMING)
-        fixed = [max(0.0, ms[f"fixed{e}"] - overhead) for e in embeds]
-        progress.advance(task)
-        table = LatencyTable(key, overhead, embeds, fixed, dims, attn, hiddens, mlp)
-        _fit(table, spec, space, folder, backend, threads)
-        progress.advance(task)
+        progress.update(task, info=f"timing {len(paths)} graphs on {backend}, batch {key['batch']}")
+        runners = {label: make_runner(backend, path, threads=threads, name=label) for label, path in paths.items()}
+        result = measure_interleaved(runners, _feeds(spec, list(paths), key["batch"]), **TIMING,
+                                     on_round=lambda _: progress.advance(task))  # fmt: skip
+    ms = {label: report.median_ms for label, report in result.reports.items()}
+    return _table(spec, specs, key, axes, ms)
+
+
+def _table(spec: ArchSpec, specs: dict[str, ArchSpec], key: dict, axes: dict, ms: dict[str, float]) -> LatencyTable:
+    """The table from the medians: each part net of its input shape's empty-graph time, then the fit."""
+    embeds, dims, hiddens, heads = axes["embeds"], axes["dims"], axes["hiddens"], axes["heads"]
+    empty = {e: ms[f"empty{e}"] for e in embeds}
+    overhead = float(np.median(list(empty.values())))
+    attn = {str(h): [[max(0.0, ms[f"attn{e}_{h}x{d}"] - empty[e]) for d in dims] for e in embeds] for h in heads}
+    mlp = [[max(0.0, ms[f"mlp{e}_{m}"] - empty[e]) for m in hiddens] for e in embeds]
+    fixed = [max(0.0, ms[f"fixed{e}"] - overhead) for e in embeds]
+    table = LatencyTable(key, overhead, embeds, fixed, dims, attn, hiddens, mlp)
+    _fit(table, specs, ms)
     return table

@@ -36,11 +36,13 @@ FlopsTarget = Annotated[str, BeforeValidator(check_flops_target)]
 
 def _check_latency(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("use a number and a unit, like 1.5ms or 800us")
+        raise ValueError("use a number and a unit, like 1.5ms or 800us, or a share of the dense latency, like 0.6x")
     try:
         parse_latency(value)
     except Exception:  # noqa: BLE001  (ConfigError, re-raised as the ValueError pydantic turns into one line)
-        raise ValueError("use a positive number and a unit, like 1.5ms or 800us") from None
+        raise ValueError(
+            "use a positive number and a unit, like 1.5ms or 800us, or a share in (0, 1] of dense latency, like 0.6x"
+        ) from None
     return str(value).strip()
 
 
@@ -54,11 +56,13 @@ class SearchConfig(ConfigModel):
     Args:
         target_flops: a fraction of the dense MACs (``0.5``) or absolute MACs (``1.2G``, ``800M``); ``None``: no
             FLOPs term (then ``target_latency`` must be set).
-        target_latency: a latency budget (``1.5ms``, ``800us``) predicted from a latency table; rounds and the
-            joint choice then meet it instead of the FLOPs target (both loss terms apply when both are set).
+        target_latency: a latency budget (``1.5ms``, ``800us``, or ``0.6x``: a share of the dense model's latency)
+            predicted from a latency table; rounds and the joint choice then meet it instead of the FLOPs target
+            (both loss terms apply when both are set).
         latency_table: a table from ``ofb-deploy profile`` (``None``: profile ``latency_backend`` here).
         latency_backend: backend profiled when no table is given.
         latency_batch: batch size profiled when no table is given.
+        latency_threads: CPU threads profiled when no table is given (``None``: every core this process may use).
         w_latency: weight of the latency loss ((E[latency] - target) / dense latency)^2.
         epochs: search epochs (passes over the search's training images).
         batch_size: images per step on each process.
@@ -106,6 +110,7 @@ class SearchConfig(ConfigModel):
     latency_table: str | None = None
     latency_backend: str = "ort-cpu"
     latency_batch: PositiveInt = 8
+    latency_threads: PositiveInt | None = None
     w_latency: NonNegativeFloat = 50.0
     epochs: PositiveInt = 1
     batch_size: PositiveInt = 128

@@ -71,13 +71,14 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
     """The latency budget of a search: (cost from the table, target ms), or ``None`` without a latency target.
 
     The table is read from ``latency_table`` (it must be of this model) or profiled here on ``latency_backend``
-    at ``latency_batch`` (cached); a target the space cannot reach fails before any training.
+    at ``latency_batch`` and ``latency_threads`` (cached); a share (``0.6x``) is of the dense latency the table
+    predicts. A target the space cannot reach fails before any training.
     """
     if config.target_latency is None:
         return None
     from ofb_deploy.profile.table import LatencyTable, arch_key
 
-    target = parse_latency(config.target_latency)
+    value, unit = parse_latency(config.target_latency)
     if config.latency_table is not None:
         table = LatencyTable.load(config.latency_table)
         if table.key.get("arch") != arch_key(spec):
@@ -87,9 +88,11 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
     else:
         from ofb_deploy.profile.measure import profile_model
 
-        table = profile_model(spec, backend=config.latency_backend, batch=config.latency_batch, space=config.space())
+        table = profile_model(spec, backend=config.latency_backend, batch=config.latency_batch,
+                              threads=config.latency_threads, space=config.space())  # fmt: skip
     cost = LatencyCost(spec, table)
     low, high = cost.of_spec(smallest_spec(spec, config.space())), cost.dense
+    target = value * high if unit == "x" else value
     if not low <= target <= high:
         raise ConfigError(
             f"latency target {target:.3f} ms is outside what the space reaches on {table.key['backend']} at batch "
@@ -153,6 +156,7 @@ def _latency_summary(state: SearchState) -> dict[str, Any] | None:
     cost, target = state.latency
     key = cost.table.key
     return {
+        "target": state.config.target_latency,
         "target_ms": round(target, 5),
         "predicted_ms": round(cost.table.predict(searched_spec(state.supernet)), 5),
         "dense_predicted_ms": round(cost.dense, 5),

@@ -14,6 +14,7 @@ always a candidate, so the search can keep a unit whole.
 from __future__ import annotations
 
 import math
+import random
 import re
 from typing import Annotated, ClassVar
 
@@ -120,19 +121,48 @@ def parse_flops_target(target: str | float, dense_macs: int) -> int:
     return int(round(macs))
 
 
-_LATENCY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|us|s)\s*$", re.IGNORECASE)
+_LATENCY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|us|s|x)\s*$", re.IGNORECASE)
 _TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
 
 
-def parse_latency(target: str | float) -> float:
-    """A latency budget in ms from ``1.5ms``, ``800us`` or ``0.002s`` (the unit is required)."""
+def parse_latency(target: str | float) -> tuple[float, str]:
+    """A latency budget: ``(ms, "ms")`` from ``1.5ms``, ``800us`` or ``0.002s``, or ``(share, "x")`` from ``0.6x``.
+
+    ``0.6x`` means 60% of the dense model's latency on the table's backend and batch. A share survives the
+    machine getting faster or slower between profiling and deployment (a shared CPU drifts by tens of percent
+    over an hour), an absolute time does not. The unit is required.
+    """
     match = _LATENCY.match(str(target))
     if match is None:
-        raise ConfigError(f"bad latency target {target!r}: give a number and a unit, like 1.5ms or 800us")
-    ms = float(match.group(1)) * _TO_MS[match.group(2).lower()]
-    if ms <= 0:
+        raise ConfigError(
+            f"bad latency target {target!r}: give a number and a unit, like 1.5ms or 800us, or a share of the "
+            "dense latency like 0.6x"
+        )
+    value, unit = float(match.group(1)), match.group(2).lower()
+    if value <= 0:
         raise ConfigError(f"latency target {target!r} must be positive")
-    return ms
+    if unit == "x":
+        if value > 1:
+            raise ConfigError(f"latency target {target!r}: a share of the dense latency must be in (0, 1]")
+        return value, "x"
+    return value * _TO_MS[unit], "ms"
+
+
+def random_subnet(spec: ArchSpec, space: SpaceConfig, rng: random.Random) -> ArchSpec:
+    """A ViT subnet drawn uniformly from the space: embed width, each block's (heads, head dim) and MLP width.
+
+    Args:
+        spec: the dense ViT.
+        space: the candidate grid.
+        rng: the random source (seeded by the caller).
+    """
+    attn = [rng.choice(attn_candidates(h, d, space)) for h, d in zip(spec.num_heads, spec.head_dim, strict=True)]
+    return spec.replace(
+        embed_dim=rng.choice(embed_candidates(spec.embed_dim, space)),
+        num_heads=tuple(h for h, _ in attn),
+        head_dim=tuple(d for _, d in attn),
+        mlp_hidden=tuple(rng.choice(mlp_candidates(m, space)) for m in spec.mlp_hidden),
+    )
 
 
 def smallest_spec(spec: ArchSpec, space: SpaceConfig) -> ArchSpec:

@@ -6,12 +6,17 @@ active at once, each warmed up, and the timed work is split into rounds; each ro
 slice of the time budget, and the order alternates between rounds (A B, B A, A B ...) so neither runner always
 runs right after the other. Each runner's samples from all rounds make one ``LatencyReport``; the speedup is the
 ratio of their medians, and the median of the per-round median ratios is kept next to it as a drift check.
+
+Each slice starts with ``settle`` untimed iterations. Right after a switch the runner's weights are out of cache
+and the previous ONNX Runtime session's intra-op threads are still spinning on the cores (measured on this 2-core
+machine: six sessions switched every 3 runs took 10-14 ms a run where one session alone took 3-5 ms), so without
+them a slice's first runs time the switch, not the model.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +70,8 @@ def measure_interleaved(
     warmup_s: float = 0.2,
     min_iters: int = 10,
     min_time_s: float = 1.0,
+    settle: int = 1,
+    on_round: Callable[[int], None] | None = None,
 ) -> InterleavedResult:
     """Time several runners on the same batch in alternating rounds within this process.
 
@@ -77,8 +84,12 @@ def measure_interleaved(
         warmup_s: untimed warm-up per runner, before the first round.
         min_iters: fewest timed iterations per runner in total.
         min_time_s: fewest timed seconds per runner in total.
+        settle: untimed iterations at the start of every slice (>= 0).
+        on_round: called with the round's index after each round (progress).
     """
     check_timing_args(warmup_s, min_iters, min_time_s)
+    if settle < 0:
+        raise ConfigError(f"settle must be >= 0, got {settle}")
     if not runners:
         raise ConfigError("no runners to time")
     if rounds < 1:
@@ -88,7 +99,7 @@ def measure_interleaved(
     try:
         for runner in started:
             runner.activate()
-        return _run_rounds(runners, feeds, rounds, warmup_s, min_iters, min_time_s)
+        return _run_rounds(runners, feeds, rounds, (warmup_s, settle), (min_iters, min_time_s), on_round)
     finally:
         for runner in started:
             runner.deactivate()
@@ -110,11 +121,12 @@ def _run_rounds(
     runners: Mapping[str, Runner],
     feeds: dict[str, Feed],
     rounds: int,
-    warmup_s: float,
-    min_iters: int,
-    min_time_s: float,
+    warmup: tuple[float, int],
+    budget: tuple[int, float],
+    on_round: Callable[[int], None] | None,
 ) -> InterleavedResult:
     # NOTE: each runner holds its own bound inputs, so switching runners between rounds costs no copies.
+    (warmup_s, settle), (min_iters, min_time_s) = warmup, budget
     warm: dict[str, float] = {}
     for label, runner in runners.items():
         runner.bind(feeds[label])
@@ -126,9 +138,14 @@ def _run_rounds(
     order = list(runners)
     for r in range(rounds):
         for label in order if r % 2 == 0 else order[::-1]:
+            for _ in range(settle):
+                runners[label].run_bound()
+                runners[label].synchronize()
             got = time_iterations(runners[label], min_iters=per_iters, min_time_s=per_time)
             samples[label].extend(got)
             medians[label].append(float(np.median(got)) * 1e3)
+        if on_round is not None:
+            on_round(r)
     reports = {
         label: LatencyReport.from_samples(
             samples[label],

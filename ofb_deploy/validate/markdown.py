@@ -193,9 +193,23 @@ def compare_lines(doc: dict[str, Any]) -> list[str]:
     lines += _table(header, rows)
     lines += ["", f"Equal MACs (1%): {checks['equal_macs_within_1pct']}; equal epochs: {checks['equal_epochs']}; "
               f"OFB mean top-1 at or above: {beats}.", ""]  # fmt: skip
+    if checks.get("equal_latency"):
+        lines += _equal_latency_lines(checks["equal_latency"])
     if c.get("plot"):
         lines += [f"![compare](../compare/{c['plot']})", ""]
     return lines
+
+
+def _equal_latency_lines(check: dict[str, Any]) -> list[str]:
+    """``ofb-latency`` (searched at the OFB subnet's measured latency) against OFB, seed by seed."""
+    per_seed = "; ".join(
+        f"seed {seed}: latency {s['latency_ratio']:.3f}x OFB's, top-1 {s['top1']:.2f} vs {s['ofb_top1']:.2f}"
+        for seed, s in check["seeds"].items()
+    )
+    verdict = (
+        f"within 10%: {check['within_10pct']}; top-1 at or above OFB at every seed: {check['top1_at_or_above_ofb']}"
+    )
+    return [f"Equal latency (ofb-latency, ORT CPU batch {check['batch']}): {per_seed}; {verdict}.", ""]
 
 
 def sweep_lines(doc: dict[str, Any]) -> list[str]:
@@ -246,7 +260,13 @@ def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
         measured = _fmt(pred.get("measured_ms"), ".3f")
         lines += ["## Latency target", "", f"Searched for {pred['target_ms']:.3f} ms on {pred['backend']} at batch "
                   f"{pred['batch']} (table {pred['table_digest']}): predicted {pred['predicted_ms']:.3f} ms, measured "
-                  f"{measured} ms (error {_fmt(pred.get('error_pct'), '+.1f')}%).", ""]  # fmt: skip
+                  f"{measured} ms (error {_fmt(pred.get('error_pct'), '+.1f')}%)"
+                  + (f"; not compared: {pred['note']}." if pred.get("note") else "."), ""]  # fmt: skip
+        if pred.get("measured_share") is not None:
+            lines += [f"As a share of the dense model timed with it: predicted {pred['predicted_share']:.3f}, measured "
+                      f"{pred['measured_share']:.3f} (error {_fmt(pred['share_error_pct'], '+.1f')}%); the dense "
+                      f"model ran at {pred['drift']:.2f}x its predicted time (the machine's drift since profiling).",
+                      ""]  # fmt: skip
     if doc.get("compare"):
         lines += ["## OFB against baselines (ofb-deploy compare)", ""] + compare_lines(doc)
     if doc.get("sweep"):

@@ -188,7 +188,9 @@ def latency_prediction(run_dir: RunDir, latency: dict[str, Any]) -> dict[str, An
     """The search's predicted subnet latency against the one measured here on the same backend and batch.
 
     ``None`` unless the search targeted latency. ``measured_ms`` is ``None`` when validate did not time that
-    backend (fp32) at that batch; ``error_pct`` is (predicted - measured) / measured.
+    backend (fp32) at that batch; ``error_pct`` is (predicted - measured) / measured. The same comparison as a
+    share of the dense model (``predicted_share`` against ``measured_share``, dense and subnet timed together
+    here) is free of the machine's drift since profiling, which ``drift`` (dense measured / dense predicted) shows.
     """
     if not run_dir.arch_path.is_file():
         return None
@@ -196,9 +198,29 @@ def latency_prediction(run_dir: RunDir, latency: dict[str, Any]) -> dict[str, An
     if not predicted:
         return None
     entry = latency.get(predicted["backend"], {}).get(str(predicted["batch"]))
-    measured = entry["subnet"]["p50_ms"] if isinstance(entry, dict) and "subnet" in entry else None
-    error = None if measured is None else 100 * (predicted["predicted_ms"] - measured) / measured
-    return {**predicted, "measured_ms": measured, "error_pct": None if error is None else round(error, 2)}
+    timed = isinstance(entry, dict) and "subnet" in entry
+    threads = entry["subnet"].get("runner", {}).get("threads") if timed else None
+    if timed and predicted.get("threads") is not None and threads != predicted["threads"]:
+        # NOTE: a table holds one thread count; a time at another count is no check of it
+        note = f"validate timed at {threads} thread(s), the table was profiled at {predicted['threads']}"
+        return {**predicted, "measured_ms": None, "error_pct": None, "note": note}
+    measured = entry["subnet"]["p50_ms"] if timed else None
+    out = {**predicted, "measured_ms": measured, "error_pct": _error(predicted["predicted_ms"], measured)}
+    if timed and predicted.get("dense_predicted_ms"):
+        dense = entry["dense"]["p50_ms"]
+        share = predicted["predicted_ms"] / predicted["dense_predicted_ms"]
+        out |= {
+            "dense_measured_ms": dense,
+            "drift": round(dense / predicted["dense_predicted_ms"], 4),
+            "predicted_share": round(share, 4),
+            "measured_share": round(measured / dense, 4),
+            "share_error_pct": _error(share, measured / dense),
+        }
+    return out
+
+
+def _error(predicted: float, measured: float | None) -> float | None:
+    return None if measured is None else round(100 * (predicted - measured) / measured, 2)
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:

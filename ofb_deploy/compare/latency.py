@@ -1,0 +1,119 @@
+"""``ofb-latency``: OFB searched against a latency budget equal to the FLOPs-searched OFB subnet's latency.
+
+The question it answers: at the same measured latency and the same epochs, does searching against the latency
+table give a more accurate subnet than searching against MACs? Steps, per seed:
+
+1. the latency table of the run's search space on ORT CPU at the search's ``latency_batch`` and the compare's
+   threads (``profile_model``, cached), the threads every model of the compare is timed at;
+2. the OFB (FLOPs) subnet and the dense model timed together on that backend, interleaved, at the table's batch
+   and threads: their ratio is the budget, as a share of the dense latency (``0.62x``). A share, not the
+   milliseconds, because the machine's speed drifts between profiling and now (tens of percent on a shared
+   CPU) while a ratio timed in one process does not; the measurement is kept in the method folder, so a resumed
+   search gets the same budget;
+3. a nested run: the search at that budget (no FLOPs term), slice, and the run's fine-tune recipe, the same
+   epochs as OFB.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ofb_deploy.artifacts import METHOD_FILES, RunDir
+from ofb_deploy.compare.config import CompareConfig
+from ofb_deploy.compare.timing import time_models
+from ofb_deploy.data import build_splits
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.finetune.run import finetune_run
+from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.utils.io import atomic_write_json, read_json
+from ofb_deploy.utils.threads import cpu_threads
+
+
+def latency_budget(recipe: Any, folder: Path, ofb: dict[str, Any], timing: CompareConfig) -> dict[str, Any]:
+    """The OFB subnet's latency as a share of the dense model's, timed now (read back when already timed).
+
+    Args:
+        recipe: the run's recipe (``methods.RunRecipe``).
+        folder: the method folder (the measurement is kept there).
+        ofb: the OFB result at this seed.
+        timing: the compare's timing settings (its batches and threads are replaced by the table's).
+    """
+    path = folder / METHOD_FILES["latency_budget"]
+    if path.is_file():
+        return read_json(path, "latency budget")
+    from ofb_deploy.profile.measure import profile_model
+
+    search = recipe.search
+    if search.latency_backend != "ort-cpu":
+        raise ConfigError(f"ofb-latency times on ort-cpu; the run's search.latency_backend is {search.latency_backend}")
+    dense = load_model_dir(recipe.dense_dir)
+    threads = cpu_threads(timing.threads)
+    table = profile_model(dense.spec, backend="ort-cpu", batch=search.latency_batch, threads=threads,
+                          space=search.space())  # fmt: skip
+    config = timing.replace(batches=(search.latency_batch,), threads=threads)
+    models = {"dense": recipe.dense_dir, "ofb": Path(ofb["model_dir"])}
+    # the files the compare times every model from at the end (exported here when missing)
+    run = recipe.run_dir
+    onnx = {"dense": run.onnx_path("dense"), "ofb": run.compare_method_dir(ofb["seed"], "ofb") / METHOD_FILES["onnx"]}
+    ms = time_models(models, onnx, build_splits(recipe.data, dense.spec).val, config)
+    batch = str(search.latency_batch)
+    share = ms["ofb"][batch] / ms["dense"][batch]
+    if share >= 1:
+        raise ConfigError(
+            f"the OFB subnet measured no faster than the dense model ({ms['ofb'][batch]:.3f} vs "
+            f"{ms['dense'][batch]:.3f} ms at batch {batch}): there is no latency budget below dense to search at"
+        )
+    doc = {
+        "share": round(share, 4),
+        "target_latency": f"{share:.4f}x",
+        "dense_ms": ms["dense"][batch],
+        "ofb_ms": ms["ofb"][batch],
+        "batch": search.latency_batch,
+        "threads": table.key["threads"],
+        "table_digest": table.digest,
+        "table_dense_predicted_ms": round(table.predict(dense.spec), 4),
+    }
+    atomic_write_json(path, doc)
+    return doc
+
+
+def make_ofb_latency(
+    recipe: Any,
+    folder: Path,
+    seed: int,
+    ofb: dict[str, Any],
+    timing: CompareConfig,
+) -> dict[str, Any]:
+    """OFB at ``seed`` searched at the OFB (FLOPs) subnet's measured latency, fine-tuned with the run's recipe.
+
+    Args:
+        recipe: the run's recipe.
+        folder: the method folder.
+        seed: search and fine-tune seed.
+        ofb: the OFB result at this seed (its latency is the budget).
+        timing: how the budget is timed (the compare's settings).
+    """
+    from ofb_deploy.compare.methods import method_result
+    from ofb_deploy.search.run import run_search
+    from ofb_deploy.slicing.run import slice_run
+
+    started = time.perf_counter()
+    budget = latency_budget(recipe, folder, ofb, timing)
+    sub = RunDir(folder / METHOD_FILES["run"], create=True)
+    search = recipe.search.replace(seed=seed, target_flops=None, target_latency=budget["target_latency"],
+                                   latency_threads=budget["threads"])  # fmt: skip
+    if not sub.is_done("search"):
+        run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
+    if not sub.is_done("slice"):
+        slice_run(sub, align=recipe.align)
+    config = recipe.finetune.replace(seed=seed)
+    metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
+    predicted = read_json(sub.arch_path, "search result").get("latency")
+    extra = {
+        "latency_budget": budget,
+        "latency_predicted": predicted,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return method_result(folder, "ofb-latency", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, **extra)
