@@ -9,7 +9,7 @@ RUN_DIR ?= runs/default
 
 .PHONY: install run test test-fast lint clean
 .PHONY: export engine
-.PHONY: search bench gpu-check pretrained compare sweep
+.PHONY: search bench gpu-check pretrained compare sweep latency-check
 # benchmark scripts `make bench` runs in order (each writes JSON under benchmarks/results/)
 BENCH_SCRIPTS = benchmarks/bench_search.py benchmarks/bench_latency.py benchmarks/bench_latency_table.py
 
@@ -84,6 +84,12 @@ sweep: install
 
 bench: install
 	@for script in $(BENCH_SCRIPTS); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# latency-check: DeiT-S (random weights) searched for the measured latency of a hand-written 50%-MACs subnet, ORT CPU
+# batch 8 at THREADS threads; passes when the searched subnet measures within 10% of it (~20 min on 2 cores)
+THREADS ?= 1
+latency-check: install
+	$(BIN)/python benchmarks/deit_latency_search.py --threads $(THREADS)
 
 # gpu-check: on an NVIDIA GPU, build every GPU backend x precision for $(RUN_DIR)'s dense and subnet models, check
 # parity against PyTorch and time them like `validate` -> benchmarks/results/gpu.json; without a GPU: one line, exit 0

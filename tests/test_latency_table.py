@@ -125,3 +125,28 @@ def test_latency_targeted_search_finishes_and_records_its_prediction(tmp_path: P
     with pytest.raises(Exception, match="outside what the space reaches"):
         too_fast = config.replace(target_latency="0.001ms")
         run_search(RunDir(tmp_path / "run2", create=True), too_fast, dense_checkpoint=dense, data=data)
+
+
+def test_validate_checks_the_prediction_in_ms_and_as_a_share_of_dense(tmp_path: Path) -> None:
+    from ofb_deploy.utils.io import atomic_write_json
+    from ofb_deploy.validate.validate import latency_prediction
+
+    run = RunDir(tmp_path / "run", create=True)
+    assert latency_prediction(run, {}) is None  # no search yet
+    predicted = {"target": "0.6x", "target_ms": 6.0, "predicted_ms": 6.1, "dense_predicted_ms": 10.0, "threads": 1,
+                 "table_digest": "abc", "backend": "ort-cpu", "batch": 8, "precision": "fp32"}  # fmt: skip
+    run.stage_dir("search", create=True)
+    atomic_write_json(run.arch_path, {"latency": predicted})
+
+    def timed(dense: float, subnet: float, threads: int) -> dict:
+        runner = {"threads": threads}
+        return {"ort-cpu": {"8": {"dense": {"p50_ms": dense, "runner": runner},
+                                  "subnet": {"p50_ms": subnet, "runner": runner}}}}  # fmt: skip
+
+    out = latency_prediction(run, timed(12.0, 7.2, 1))  # the machine runs 1.2x slower than when profiled
+    assert out["measured_ms"] == 7.2 and out["error_pct"] == pytest.approx(100 * (6.1 - 7.2) / 7.2, abs=0.01)
+    assert out["drift"] == pytest.approx(1.2) and out["measured_share"] == pytest.approx(0.6)
+    assert out["predicted_share"] == pytest.approx(0.61) and out["share_error_pct"] == pytest.approx(1.67, abs=0.01)
+    other = latency_prediction(run, timed(12.0, 7.2, 2))  # timed at another thread count: no comparison
+    assert other["measured_ms"] is None and other["error_pct"] is None and "2 thread(s)" in other["note"]
+    assert latency_prediction(run, {})["measured_ms"] is None  # that backend was not timed

@@ -19,7 +19,8 @@ _HELP_BATCH = "Comma-separated ORT CPU batch sizes to time."
 def compare_table(doc: dict) -> Table:
     """One row per method: mean top-1 (per seed), MACs, params and ORT CPU latency per batch."""
     batches = [str(b) for b in doc["latency"]["batches"]]
-    table = Table(title=f"equal MACs, {doc['budget']['epochs']} epochs each (ORT CPU latency, ms)")
+    held = "equal MACs (ofb-latency: equal latency)" if "ofb-latency" in doc["methods"] else "equal MACs"
+    table = Table(title=f"{held}, {doc['budget']['epochs']} epochs each (ORT CPU latency, ms)")
     for name in ("method", "top-1 mean", "per seed", "MMACs", "params k", *[f"b{b}" for b in batches]):
         table.add_column(name, justify="right")
     dense = doc["dense"]
@@ -32,6 +33,14 @@ def compare_table(doc: dict) -> Table:
         table.add_row(method, f"{m['top1_mean']:.2f}", seeds, f"{m['flops_mean'] / 1e6:.2f}",
                       f"{m['params_mean'] / 1e3:.1f}", *lat)  # fmt: skip
     return table
+
+
+def _latency_line(check: dict) -> str:
+    ratios = ", ".join(f"seed {seed} {r['latency_ratio']:.3f}x" for seed, r in check["seeds"].items())
+    return (
+        f"ofb-latency vs ofb at batch {check['batch']}: latency {ratios} (within 10%: {check['within_10pct']}); "
+        f"top-1 at or above OFB at every seed: {check['top1_at_or_above_ofb']}"
+    )
 
 
 @app.command("compare")
@@ -55,6 +64,8 @@ def compare_cli(
     console.print(compare_table(doc))
     beats = doc["checks"]["ofb_at_or_above"]
     console.print("OFB at or above: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in beats.items()))
+    if doc["checks"].get("equal_latency"):
+        console.print(_latency_line(doc["checks"]["equal_latency"]))
     console.print(f"results -> {run.compare_json}")
 
 

@@ -20,15 +20,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.artifacts import METHOD_FILES, RunDir
+from ofb_deploy.artifacts import METHOD_FILES
 from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.finetune.run import finetune_run
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.utils.io import atomic_write_json, read_json
 from ofb_deploy.utils.threads import cpu_threads
+
+
+def check_latency_backend(recipe: Any) -> None:
+    """``ofb-latency`` times its budget and its result on ORT CPU: a run searched for another backend fails."""
+    if recipe.search.latency_backend != "ort-cpu":
+        raise ConfigError(
+            f"ofb-latency times on ort-cpu; the run's search.latency_backend is {recipe.search.latency_backend}"
+        )
 
 
 def latency_budget(recipe: Any, folder: Path, ofb: dict[str, Any], timing: CompareConfig) -> dict[str, Any]:
@@ -38,7 +45,7 @@ def latency_budget(recipe: Any, folder: Path, ofb: dict[str, Any], timing: Compa
         recipe: the run's recipe (``methods.RunRecipe``).
         folder: the method folder (the measurement is kept there).
         ofb: the OFB result at this seed.
-        timing: the compare's timing settings (its batches and threads are replaced by the table's).
+        timing: the compare's timing settings and threads (its batches give way to the table's batch).
     """
     path = folder / METHOD_FILES["latency_budget"]
     if path.is_file():
@@ -46,8 +53,7 @@ def latency_budget(recipe: Any, folder: Path, ofb: dict[str, Any], timing: Compa
     from ofb_deploy.profile.measure import profile_model
 
     search = recipe.search
-    if search.latency_backend != "ort-cpu":
-        raise ConfigError(f"ofb-latency times on ort-cpu; the run's search.latency_backend is {search.latency_backend}")
+    check_latency_backend(recipe)
     dense = load_model_dir(recipe.dense_dir)
     threads = cpu_threads(timing.threads)
     table = profile_model(dense.spec, backend="ort-cpu", batch=search.latency_batch, threads=threads,
@@ -95,21 +101,13 @@ def make_ofb_latency(
         ofb: the OFB result at this seed (its latency is the budget).
         timing: how the budget is timed (the compare's settings).
     """
-    from ofb_deploy.compare.methods import method_result
-    from ofb_deploy.search.run import run_search
-    from ofb_deploy.slicing.run import slice_run
+    from ofb_deploy.compare.methods import method_result, nested_run
 
     started = time.perf_counter()
     budget = latency_budget(recipe, folder, ofb, timing)
-    sub = RunDir(folder / METHOD_FILES["run"], create=True)
     search = recipe.search.replace(seed=seed, target_flops=None, target_latency=budget["target_latency"],
                                    latency_threads=budget["threads"])  # fmt: skip
-    if not sub.is_done("search"):
-        run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
-    if not sub.is_done("slice"):
-        slice_run(sub, align=recipe.align)
-    config = recipe.finetune.replace(seed=seed)
-    metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
+    sub, metrics = nested_run(recipe, folder, search)
     predicted = read_json(sub.arch_path, "search result").get("latency")
     extra = {
         "latency_budget": budget,

@@ -127,6 +127,18 @@ def _widths(spec: ArchSpec) -> dict[str, Any]:
     }
 
 
+def nested_run(recipe: RunRecipe, folder: Path, search: SearchConfig) -> tuple[RunDir, dict[str, Any]]:
+    """Search (``search``, from the run's dense model and search data), slice and fine-tune with the run's recipe at
+    the search's seed, in the method folder's nested run (each stage resumes); the run and the fine-tune metrics."""
+    sub = RunDir(folder / METHOD_FILES["run"], create=True)
+    if not sub.is_done("search"):
+        run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
+    if not sub.is_done("slice"):
+        slice_run(sub, align=recipe.align)
+    config = recipe.finetune.replace(seed=search.seed)
+    return sub, finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
+
+
 def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = None) -> dict[str, Any]:
     """OFB at ``seed`` (and ``target``): the run's own result when both match the run, else a nested run.
 
@@ -144,14 +156,8 @@ def make_ofb(recipe: RunRecipe, folder: Path, seed: int, target: str | None = No
         return method_result(
             folder, "ofb", seed, run.finetune_dir, doc["metrics"], epochs=recipe.budget_epochs, reused=True
         )
-    sub = RunDir(folder / METHOD_FILES["run"], create=True)
     search = recipe.search.replace(seed=seed, target_flops=target or recipe.search.target_flops)
-    if not sub.is_done("search"):
-        run_search(sub, search, dense_checkpoint=recipe.dense_dir, data=recipe.search_data, resume=True)
-    if not sub.is_done("slice"):
-        slice_run(sub, align=recipe.align)
-    config = recipe.finetune.replace(seed=seed)
-    metrics = finetune_run(sub, config, teacher=str(recipe.dense_dir), resume=True, data=recipe.data)
+    sub, metrics = nested_run(recipe, folder, search)
     seconds = round(time.perf_counter() - started, 1)
     return method_result(folder, "ofb", seed, sub.finetune_dir, metrics, epochs=recipe.budget_epochs, seconds=seconds)
 

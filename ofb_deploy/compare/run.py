@@ -96,6 +96,10 @@ def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
         config: seeds, methods and timing.
     """
     recipe = read_recipe(run_dir)
+    if "ofb-latency" in config.methods:
+        from ofb_deploy.compare.latency import check_latency_backend
+
+        check_latency_backend(recipe)  # before any method trains
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in config.methods}
     for seed in config.seeds:
         ofb = make_method(recipe, run_dir.compare_method_dir(seed, "ofb"), "ofb", seed, None)

@@ -49,6 +49,9 @@ POINTS = 4  # grid points per width axis (interpolated in between)
 TIMING = {"rounds": 4, "warmup_s": 0.05, "min_iters": 8, "min_time_s": 0.4}
 FIT_RANDOM = 3  # random subnets among the whole models of the fit (next to dense and two uniform shrinks)
 FIT_SEED = 1234
+# in the cache key, so a table measured by an earlier method (keys without it: parts and whole models timed
+# apart) is measured again instead of read from the cache
+PROFILE_METHOD = 2
 
 
 def default_cache_dir() -> Path:
@@ -82,6 +85,7 @@ def table_key(spec: ArchSpec, space: SpaceConfig, backend: str, precision: str, 
         },  # fmt: skip
         "backend": backend,
         "backend_version": status.version,
+        "method": PROFILE_METHOD,
         "precision": precision,
         "batch": batch,
         "threads": threads,
@@ -197,8 +201,9 @@ def profile_model(
     return table
 
 
-def _part_graphs(spec: ArchSpec, space: SpaceConfig, folder: Path) -> tuple[dict[str, Path], dict[str, list[int]]]:
-    """Every part graph of the grid, written to ``folder``: label to path, and the grid's axes."""
+def _part_graphs(spec: ArchSpec, space: SpaceConfig, folder: Path) -> tuple[dict[str, tuple[Path, int]], dict]:
+    """Every part graph of the grid, written to ``folder``: label to (path, embed width of its token input, or 0
+    for an image input), and the grid's axes."""
     n = spec.num_tokens
     axes = {
         "embeds": spread(embed_candidates(spec.embed_dim, space)),
@@ -206,33 +211,25 @@ def _part_graphs(spec: ArchSpec, space: SpaceConfig, folder: Path) -> tuple[dict
         "hiddens": spread(mlp_candidates(max(spec.mlp_hidden), space)),
         "heads": list(range(1, max(spec.num_heads) + 1)),
     }
-    paths = {}
+    graphs = {}
     for e in axes["embeds"]:
-        paths[f"empty{e}"] = _write(folder, f"empty{e}", _identity_graph(n, e))
+        graphs[f"empty{e}"] = (_write(folder, f"empty{e}", _identity_graph(n, e)), e)
         for h in axes["heads"]:
             for d in axes["dims"]:
-                paths[f"attn{e}_{h}x{d}"] = _write(folder, f"attn{e}_{h}x{d}", attn_graph(n, e, h, d))
+                graphs[f"attn{e}_{h}x{d}"] = (_write(folder, f"attn{e}_{h}x{d}", attn_graph(n, e, h, d)), e)
         for m in axes["hiddens"]:
-            paths[f"mlp{e}_{m}"] = _write(folder, f"mlp{e}_{m}", mlp_graph(n, e, m))
-        paths[f"fixed{e}"] = _write(folder, f"fixed{e}", fixed_graph(spec, e))
-    return paths, axes
+            graphs[f"mlp{e}_{m}"] = (_write(folder, f"mlp{e}_{m}", mlp_graph(n, e, m)), e)
+        graphs[f"fixed{e}"] = (_write(folder, f"fixed{e}", fixed_graph(spec, e)), 0)
+    return graphs, axes
 
 
-def _feeds(spec: ArchSpec, labels: list[str], batch: int) -> dict[str, dict[str, np.ndarray]]:
-    """A random batch per graph: tokens (batch, N, E) for the block parts, images for the rest."""
+def _feeds(spec: ArchSpec, graphs: dict[str, tuple[Path, int]], batch: int) -> dict[str, dict[str, np.ndarray]]:
+    """A random batch per graph: tokens (batch, N, E) for a block part at embed E, images for the rest."""
     rng = np.random.default_rng(0)
     image = rng.standard_normal((batch, spec.in_chans, spec.img_size, spec.img_size), dtype=np.float32)
-    tokens: dict[int, np.ndarray] = {}
-    feeds = {}
-    for label in labels:
-        if label.startswith(("empty", "attn", "mlp")):
-            e = int(label.removeprefix("empty").removeprefix("attn").removeprefix("mlp").split("_")[0])
-            if e not in tokens:
-                tokens[e] = rng.standard_normal((batch, spec.num_tokens, e), dtype=np.float32)
-            feeds[label] = {INPUT_NAME: tokens[e]}
-        else:
-            feeds[label] = {INPUT_NAME: image}
-    return feeds
+    tokens = {e: rng.standard_normal((batch, spec.num_tokens, e), dtype=np.float32) for e in {e for _, e in
+              graphs.values() if e}}  # fmt: skip
+    return {label: {INPUT_NAME: tokens[e] if e else image} for label, (_, e) in graphs.items()}
 
 
 def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: str, threads: int) -> LatencyTable:
@@ -244,16 +241,17 @@ def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: s
     with tempfile.TemporaryDirectory(prefix="ofb-profile-") as tmp, make_progress() as progress:
         folder = Path(tmp)
         task = progress.add_task("profile", total=len(specs) + 1 + TIMING["rounds"], info="writing the parts")
-        paths, axes = _part_graphs(spec, space, folder)
+        graphs, axes = _part_graphs(spec, space, folder)
         progress.advance(task)
         for label, s in specs.items():
             progress.update(task, info=f"exporting whole model {label}")
-            paths[f"whole_{label}"] = profile_graph(folder, f"whole_{label}")
-            export_onnx(OfbViT(s).eval(), paths[f"whole_{label}"])
+            graphs[f"whole_{label}"] = (profile_graph(folder, f"whole_{label}"), 0)
+            export_onnx(OfbViT(s).eval(), graphs[f"whole_{label}"][0])
             progress.advance(task)
-        progress.update(task, info=f"timing {len(paths)} graphs on {backend}, batch {key['batch']}")
-        runners = {label: make_runner(backend, path, threads=threads, name=label) for label, path in paths.items()}
-        result = measure_interleaved(runners, _feeds(spec, list(paths), key["batch"]), **TIMING,
+        progress.update(task, info=f"timing {len(graphs)} graphs on {backend}, batch {key['batch']}")
+        runners = {label: make_runner(backend, path, threads=threads, name=label) for label, (path, _) in
+                   graphs.items()}  # fmt: skip
+        result = measure_interleaved(runners, _feeds(spec, graphs, key["batch"]), **TIMING,
                                      on_round=lambda _: progress.advance(task))  # fmt: skip
     ms = {label: report.median_ms for label, report in result.reports.items()}
     return _table(spec, specs, key, axes, ms)

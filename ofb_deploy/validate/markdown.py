@@ -187,7 +187,8 @@ def compare_lines(doc: dict[str, Any]) -> list[str]:
                      _fmt(m["params"] / 1e3, ".1f"), *[_fmt(m["latency_ms"][b], ".3f") for b in batches]])  # fmt: skip
     checks = c["checks"]
     beats = ", ".join(f"{m}: {'yes' if ok else 'no'}" for m, ok in checks["ofb_at_or_above"].items())
-    lines = [f"Every method starts from the run's dense checkpoint, is held at the OFB subnet's MACs and gets "
+    held = " (ofb-latency: at its measured latency)" if "ofb-latency" in c["methods"] else ""
+    lines = [f"Every method starts from the run's dense checkpoint, is held at the OFB subnet's MACs{held} and gets "
              f"{c['budget']['epochs']} epochs ({c['budget']['search_passes']:g} of OFB's are its search); "
              f"latency measured interleaved in one process.", ""]  # fmt: skip
     lines += _table(header, rows)
