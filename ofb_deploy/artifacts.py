@@ -17,7 +17,8 @@ stages import it, and it imports no stage. Layout of a run directory::
       validate/ validate.json                                           (stage "validate")
       report/   report.json, report.md, *.png                           (stage "report")
       compare/  compare.json, compare.png; seed{S}/{method}/ per method:  (`ofb-deploy compare`)
-                result.json, subnet.{json,safetensors}, subnet.onnx, train_state.pt, slice/, widths.json, run/
+                result.json, subnet.{json,safetensors}, subnet.onnx, train_state.pt, slice/, widths.json, run/;
+                latency_budgets/{key}.json (ofb-latency: an OFB architecture's measured share of dense)
       sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
 A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and
@@ -47,7 +48,6 @@ METHOD_FILES = {
     "start": "slice",  # the model before fine-tuning (a model folder)
     "onnx": "subnet.onnx",  # the fine-tuned model (subnet.{json,safetensors} in the folder) for ORT timing
     "run": "run",  # a nested run directory (OFB at another seed or target)
-    "latency_budget": "latency_budget.json",  # ofb-latency: the OFB subnet's measured share of the dense latency
     "state": "train_state.pt",
 }
 _STATE_FILES = {"train": "train_state.pt", "finetune": "train_state.pt", "search": "search_state.pt"}
@@ -329,6 +329,10 @@ class RunDir:
     def compare_method_dir(self, seed: int, method: str) -> Path:
         """Folder of one method at one seed (see ``METHOD_FILES``)."""
         return self.compare_dir / f"seed{seed}" / method
+
+    def latency_budget_path(self, key: str) -> Path:
+        """``ofb-latency``'s budget for one OFB architecture, timing setup and table, shared by the seeds."""
+        return self.compare_dir / "latency_budgets" / f"{key}.json"
 
     @property
     def sweep_dir(self) -> Path:

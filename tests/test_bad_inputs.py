@@ -124,6 +124,9 @@ CASES: dict[str, Case] = {
     "run_search_epochs_not_an_int": Case(
         [*RUN, "--set", "search.epochs=abc"], "search.epochs = 'abc': input should be a valid"
     ),
+    "run_unknown_latency_backend": Case(
+        [*RUN, "--set", "search.latency_backend=trt"], "search.latency_backend = 'trt': input should be 'ort-cpu'"
+    ),
     "run_impossible_flops_ratio": Case([*RUN, "--set", "targets.max_flops_ratio=1.5"], "less than or equal to 1"),
     "run_impossible_flops_target": Case([*RUN, "--target-flops", "0.001"], "smallest subnet"),
     "run_mistaken_fraction": Case([*RUN, "--target-flops", "2"], "a fraction must be in"),

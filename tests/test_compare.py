@@ -13,7 +13,7 @@ from ofb_deploy.cli import main
 from ofb_deploy.compare import CompareConfig, compare_run, read_recipe
 from ofb_deploy.compare.baselines import MAC_TOLERANCE, torch_pruning_subnet, uniform_counts
 from ofb_deploy.data import DataConfig
-from ofb_deploy.errors import ConfigError
+from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.finetune import finetune_run
 from ofb_deploy.models import count_macs, create_model, load_model_dir
 from ofb_deploy.search import SearchConfig, run_search
@@ -142,3 +142,15 @@ def test_ofb_latency_searches_at_the_ofb_subnets_measured_latency(
     assert check["batch"] == 8 and check["seeds"]["0"]["latency_ratio"] > 0
     assert set(doc["methods"]["ofb-latency"]["latency_ms"]) == {"1", "8"}
     assert doc["checks"]["equal_macs_within_1pct"]  # ofb-latency is held at OFB's latency, not its MACs
+    # another seed whose OFB search found the same widths aims at the same budget, timed once (its model folder
+    # is not even read); other widths are timed anew
+    from ofb_deploy.compare.latency import BUDGET_PASSES, latency_budget
+
+    ofb = doc["methods"]["ofb"]["seeds"]["0"]
+    files = list((tiny_run.compare_dir / "latency_budgets").glob("*.json"))
+    assert len(files) == 1 and len(budget["pass_shares"]) == BUDGET_PASSES
+    assert budget["share"] == pytest.approx(sorted(budget["pass_shares"])[BUDGET_PASSES // 2], abs=1e-4)
+    assert latency_budget(recipe, {**ofb, "seed": 1, "model_dir": str(tmp_path / "gone")}, config) == budget
+    narrower = {**ofb["arch"], "embed_dim": ofb["arch"]["embed_dim"] - 8}
+    with pytest.raises(ModelError):  # a new measurement: it needs the (missing) model folder
+        latency_budget(recipe, {**ofb, "arch": narrower, "seed": 5, "model_dir": str(tmp_path / "gone")}, config)

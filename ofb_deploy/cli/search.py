@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ofb_deploy.choices import ScoreInit
+from ofb_deploy.choices import BuildBackend, ScoreInit
 from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, app, console, data_for
 from ofb_deploy.search.config import SearchConfig
 
 S = SearchConfig.default
 _HELP_CKPT = "Dense model folder, or a .safetensors/.pth file with --model (default: the run's dense model)."
 _HELP_TARGET = "FLOPs target: a fraction of the dense model (0.5) or MACs (1.2G, 800M)."
+_BackendOpt = Annotated[BuildBackend, typer.Option(help="Backend to profile without a table.")]
 
 
 @app.command("search")
@@ -31,7 +32,7 @@ def search_cli(
         str | None, typer.Option(help="Latency budget such as 1.5ms, or 0.6x of the dense latency (predicted).")
     ] = None,
     latency_table: Annotated[Path | None, typer.Option(help="Table from `ofb-deploy profile`.")] = None,
-    latency_backend: Annotated[str, typer.Option(help="Backend to profile without a table.")] = S("latency_backend"),
+    latency_backend: _BackendOpt = S("latency_backend"),
     latency_batch: Annotated[int, typer.Option(help="Batch to profile without a table.")] = S("latency_batch"),
     latency_threads: Annotated[
         int | None, typer.Option(help="CPU threads to profile at without a table (default: every core).")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ofb_deploy.choices import ScoreInit
+from ofb_deploy.choices import BuildBackend, ScoreInit
 from ofb_deploy.search.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
 from ofb_deploy.utils.config import (
     ConfigModel,
@@ -108,7 +108,7 @@ class SearchConfig(ConfigModel):
     target_flops: FlopsTarget | None = "0.5"
     target_latency: LatencyTarget | None = None
     latency_table: str | None = None
-    latency_backend: str = "ort-cpu"
+    latency_backend: BuildBackend = BuildBackend.ORT_CPU
     latency_batch: PositiveInt = 8
     latency_threads: PositiveInt | None = None
     w_latency: NonNegativeFloat = 50.0

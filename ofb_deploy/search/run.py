@@ -88,7 +88,7 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
     else:
         from ofb_deploy.profile.measure import profile_model
 
-        table = profile_model(spec, backend=config.latency_backend, batch=config.latency_batch,
+        table = profile_model(spec, backend=str(config.latency_backend), batch=config.latency_batch,
                               threads=config.latency_threads, space=config.space())  # fmt: skip
     cost = LatencyCost(spec, table)
     low, high = cost.of_spec(smallest_spec(spec, config.space())), cost.dense
