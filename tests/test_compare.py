@@ -149,7 +149,9 @@ def test_ofb_latency_searches_at_the_ofb_subnets_measured_latency(
     ofb = doc["methods"]["ofb"]["seeds"]["0"]
     files = list((tiny_run.compare_dir / "latency_budgets").glob("*.json"))
     assert len(files) == 1 and len(budget["pass_shares"]) == BUDGET_PASSES
-    assert budget["share"] == pytest.approx(sorted(budget["pass_shares"])[BUDGET_PASSES // 2], abs=1e-4)
+    assert budget["measured_share"] == pytest.approx(sorted(budget["pass_shares"])[BUDGET_PASSES // 2], abs=1e-4)
+    ofb_spec = load_model_dir(ofb["model_dir"]).spec  # the budget is the table's share for the OFB subnet
+    assert budget["share"] == pytest.approx(table.predict(ofb_spec) / table.predict(spec), abs=1e-4)
     assert latency_budget(recipe, {**ofb, "seed": 1, "model_dir": str(tmp_path / "gone")}, config) == budget
     narrower = {**ofb["arch"], "embed_dim": ofb["arch"]["embed_dim"] - 8}
     with pytest.raises(ModelError):  # a new measurement: it needs the (missing) model folder

@@ -5,11 +5,15 @@ table give a more accurate subnet than searching against MACs? Steps, per seed:
 
 1. the latency table of the run's search space on ORT CPU at the search's ``latency_batch`` and the compare's
    threads (``profile_model``, cached), the threads every model of the compare is timed at;
-2. the OFB (FLOPs) subnet and the dense model timed together on that backend, interleaved, at the table's batch
-   and threads: their ratio is the budget, as a share of the dense latency (``0.62x``). A share, not the
-   milliseconds, because the machine's speed drifts between profiling and now (tens of percent on a shared
-   CPU) while a ratio timed in one process does not; the measurement is kept per OFB architecture
-   (``RunDir.latency_budget_path``), so a resumed search, and every seed whose OFB search found the same widths,
+2. the budget: the OFB (FLOPs) subnet's latency as a share of the dense model's (``0.75x``) as the table predicts
+   it, the table's frame the search works in. A share, not milliseconds, because the machine's speed drifts
+   between profiling and now (tens of percent on a shared CPU) while a ratio does not. The OFB subnet and the
+   dense model are also timed together on that backend (interleaved, at the table's batch and threads, median
+   of three passes), and the measured share and the table's error at that architecture are recorded with the
+   budget. The search aims at the predicted share rather than the measured one because the table's error at a
+   given architecture (a few percent) would otherwise shift the budget: searched at the measured share, the
+   result ran 4-8% faster than the OFB subnet. The budget is kept per OFB architecture
+   (``RunDir.latency_budget_path``): a resumed search, and every seed whose OFB search found the same widths,
    aims at the same budget;
 3. a nested run: the search at that budget (no FLOPs term), slice, and the run's fine-tune recipe, the same
    epochs as OFB.
@@ -46,11 +50,11 @@ BUDGET_PASSES = 3
 
 
 def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> dict[str, Any]:
-    """The OFB subnet's latency as a share of the dense model's, timed now (read back when already timed).
+    """The OFB subnet's latency as a share of the dense model's: predicted by the table, and measured now.
 
-    One measurement per OFB architecture (and table), shared by every seed that searched the same widths: seeds
-    timed apart would aim at budgets 3-7% apart for the same subnet (0.686x and 0.733x, measured). Latency depends
-    on the widths, not the weights (the fine-tuned weights hold no denormals). The share is the median over
+    One budget per OFB architecture (and table), shared by every seed that searched the same widths (read back
+    when it exists): timed apart, the same subnet measured 0.686x and 0.733x. Latency depends on the widths, not
+    the weights (the fine-tuned weights hold no denormals). The measured share is the median over
     ``BUDGET_PASSES`` passes, each an interleaved timing of both models with new sessions.
 
     Args:
@@ -78,15 +82,23 @@ def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> d
     batch = str(search.latency_batch)
     passes = [time_models(models, onnx, val, config) for _ in range(BUDGET_PASSES)]
     shares = [ms["ofb"][batch] / ms["dense"][batch] for ms in passes]
-    share = statistics.median(shares)
-    if share >= 1:
+    measured = statistics.median(shares)
+    if measured >= 1:
         raise ConfigError(
-            f"the OFB subnet measured no faster than the dense model (median share {share:.3f} of the dense "
+            f"the OFB subnet measured no faster than the dense model (median share {measured:.3f} of the dense "
             f"latency at batch {batch}): there is no latency budget below dense to search at"
         )
+    dense_ms = table.predict(dense.spec)
+    # the target in the table's own frame: the OFB architecture's predicted share, not the measured one. The table
+    # errs by a few percent at a given architecture (up to 9% on random subnets), and at the OFB subnet that error
+    # is what the search would inherit: aiming at the measured 0.70x on a table that put the OFB subnet at 0.75x
+    # landed 4-8% faster than the OFB subnet (two seeds), i.e. at a smaller budget than OFB's
+    share = table.predict(load_model_dir(ofb["model_dir"]).spec) / dense_ms
     doc = {
         "share": round(share, 4),
         "target_latency": f"{share:.4f}x",
+        "measured_share": round(measured, 4),
+        "table_error_pct": round(100 * (share / measured - 1), 2),
         "pass_shares": [round(x, 4) for x in shares],
         "dense_ms": statistics.median(ms["dense"][batch] for ms in passes),
         "ofb_ms": statistics.median(ms["ofb"][batch] for ms in passes),
@@ -97,7 +109,7 @@ def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> d
         "rounds": config.rounds,
         "passes": BUDGET_PASSES,
         "table_digest": table.digest,
-        "table_dense_predicted_ms": round(table.predict(dense.spec), 4),
+        "table_dense_predicted_ms": round(dense_ms, 4),
     }
     atomic_write_json(path, doc)
     return doc
