@@ -18,7 +18,7 @@ stages import it, and it imports no stage. Layout of a run directory::
       report/   report.json, report.md, *.png                           (stage "report")
       compare/  compare.json, compare.png; seed{S}/{method}/ per method:  (`ofb-deploy compare`)
                 result.json, subnet.{json,safetensors}, subnet.onnx, train_state.pt, slice/, widths.json, run/;
-                latency_budgets/{key}.json (ofb-latency: an OFB architecture's measured share of dense)
+                latency_budgets/{key}.json (ofb-latency's budget for one OFB architecture)
       sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
 A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and

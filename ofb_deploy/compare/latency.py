@@ -83,17 +83,17 @@ def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> d
     passes = [time_models(models, onnx, val, config) for _ in range(BUDGET_PASSES)]
     shares = [ms["ofb"][batch] / ms["dense"][batch] for ms in passes]
     measured = statistics.median(shares)
-    if measured >= 1:
-        raise ConfigError(
-            f"the OFB subnet measured no faster than the dense model (median share {measured:.3f} of the dense "
-            f"latency at batch {batch}): there is no latency budget below dense to search at"
-        )
     dense_ms = table.predict(dense.spec)
     # the target in the table's own frame: the OFB architecture's predicted share, not the measured one. The table
     # errs by a few percent at a given architecture (up to 9% on random subnets), and at the OFB subnet that error
     # is what the search would inherit: aiming at the measured 0.70x on a table that put the OFB subnet at 0.75x
     # landed 4-8% faster than the OFB subnet (two seeds), i.e. at a smaller budget than OFB's
     share = table.predict(load_model_dir(ofb["model_dir"]).spec) / dense_ms
+    if max(measured, share) >= 1:
+        raise ConfigError(
+            f"the OFB subnet is no faster than the dense model at batch {batch} (measured {measured:.3f}x, "
+            f"predicted {share:.3f}x of the dense latency): there is no latency budget below dense to search at"
+        )
     doc = {
         "share": round(share, 4),
         "target_latency": f"{share:.4f}x",
