@@ -36,6 +36,19 @@ def test_layering_file_then_overrides(tmp_path: Path) -> None:
     assert config.validate.batches == (2,) and not config.finetune.enabled
 
 
+def test_a_latency_target_makes_validate_time_the_tables_batch_and_threads() -> None:
+    from ofb_deploy.pipeline.run import validate_config
+
+    quick = load_config("quick")  # validates batches 1 and 32 only
+    assert validate_config(quick) == quick.validate  # a FLOPs search changes nothing
+    latency = load_config("quick", None, parse_set(["search.latency_threads=1", "search.latency_batch=8"]))
+    latency = latency.replace(search=latency.search.replace(target_flops=None, target_latency="0.7x"))
+    timed = validate_config(latency)
+    assert timed.batches == (1, 8, 32) and timed.threads == 1
+    pinned = latency.replace(validate=latency.validate.replace(threads=2, batches=(8,)))
+    assert validate_config(pinned).threads == 2 and validate_config(pinned).batches == (8,)  # what the user set
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -91,19 +91,29 @@ def _build(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, A
     return build_plan(run_dir, config.build.plan(), tuple(config.validate.batches))
 
 
+def validate_config(config: PipelineConfig) -> Any:
+    """The run's ``ValidateConfig``; after a latency-targeted search it also times the table's batch, at the
+    table's threads unless ``validate.threads`` is set, so the prediction can be checked."""
+    validate, search = config.validate, config.search
+    if search.target_latency is None:
+        return validate
+    threads, batch = search.latency_threads, search.latency_batch
+    if search.latency_table is not None:
+        from ofb_deploy.profile.table import LatencyTable
+
+        key = LatencyTable.load(search.latency_table).key
+        threads, batch = key.get("threads"), key["batch"]
+    if validate.threads is None:
+        validate = validate.replace(threads=threads)
+    if batch not in validate.batches:
+        validate = validate.replace(batches=tuple(sorted({*validate.batches, batch})))
+    return validate
+
+
 def _validate(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
     from ofb_deploy.validate.validate import summary, validate_run
 
-    validate, search = config.validate, config.search
-    if validate.threads is None and search.target_latency is not None:
-        # time at the threads the search's table was profiled at, so its prediction can be checked
-        threads = search.latency_threads
-        if search.latency_table is not None:
-            from ofb_deploy.profile.table import LatencyTable
-
-            threads = LatencyTable.load(search.latency_table).key.get("threads")
-        validate = validate.replace(threads=threads)
-    return summary(validate_run(run_dir, validate))
+    return summary(validate_run(run_dir, validate_config(config)))
 
 
 def _report(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:

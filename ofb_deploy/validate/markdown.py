@@ -258,11 +258,15 @@ def render_markdown(doc: dict[str, Any], images: list[str]) -> str:
     lines += ["## Latency", ""] + latency_tables(doc)
     pred = doc.get("latency_prediction")
     if pred:
-        measured = _fmt(pred.get("measured_ms"), ".3f")
+        if pred.get("note"):
+            measured = f"; not compared: {pred['note']}."
+        elif pred.get("measured_ms") is None:
+            measured = f"; not measured: validate did not time {pred['backend']} fp32 at batch {pred['batch']}."
+        else:
+            measured = f", measured {pred['measured_ms']:.3f} ms (error {_fmt(pred.get('error_pct'), '+.1f')}%)."
         lines += ["## Latency target", "", f"Searched for {pred['target_ms']:.3f} ms on {pred['backend']} at batch "
-                  f"{pred['batch']} (table {pred['table_digest']}): predicted {pred['predicted_ms']:.3f} ms, measured "
-                  f"{measured} ms (error {_fmt(pred.get('error_pct'), '+.1f')}%)"
-                  + (f"; not compared: {pred['note']}." if pred.get("note") else "."), ""]  # fmt: skip
+                  f"{pred['batch']} (table {pred['table_digest']}): predicted {pred['predicted_ms']:.3f} ms"
+                  + measured, ""]  # fmt: skip
         if pred.get("measured_share") is not None:
             lines += [f"As a share of the dense model timed with it: predicted {pred['predicted_share']:.3f}, measured "
                       f"{pred['measured_share']:.3f} (error {_fmt(pred['share_error_pct'], '+.1f')}%); the dense "
