@@ -88,7 +88,7 @@ def _export(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, 
 def _build(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
     from ofb_deploy.engines.build import build_plan
 
-    return build_plan(run_dir, config.build.plan(), tuple(config.validate.batches))
+    return build_plan(run_dir, config.build.plan(), tuple(validate_config(config).batches))  # batches validate times
 
 
 def validate_config(config: PipelineConfig) -> Any:
