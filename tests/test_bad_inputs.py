@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,9 +295,7 @@ def test_bad_input_fails_with_one_line_and_leaves_nothing(
     watched = Path(_fill(case.watch, tmp_path, workspace))
     before = _snapshot(watched)
     capsys.readouterr()
-    started = time.perf_counter()
     code = main(argv)
-    seconds = time.perf_counter() - started
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code != 0, err
@@ -307,7 +304,6 @@ def test_bad_input_fails_with_one_line_and_leaves_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert _fill(case.expect, tmp_path, workspace) in lines[0], lines[0]
     assert _snapshot(watched) == before, f"{watched} changed"
-    assert seconds < 10, f"{name} took {seconds:.1f} s"
     assert not (workspace / "PWNED").exists()  # the pickle payload was never run
 
 

@@ -125,9 +125,8 @@ def test_interrupted_stage_resumes_then_everything_is_skipped(
     assert set(report["speedup"]) == {"torch", "ort-cpu"} and set(report["speedup"]["ort-cpu"]) == {"1", "4"}
     assert report["subnet"]["sliced_top1"] is not None  # fine-tuned: the sliced model is evaluated too
     assert read_json(run.config_path)["model"] == "test_vit"
-    started = time.perf_counter()
     again = run_pipeline(resumed, out=out)
-    assert set(_statuses(again).values()) == {"skipped"} and time.perf_counter() - started < 15
+    assert set(_statuses(again).values()) == {"skipped"}
 
 
 @pytest.mark.slow
