@@ -86,6 +86,13 @@ class ScoreInit(Choice):
     MAGNITUDE = "magnitude"
 
 
+class ChooseBy(Choice):
+    """How the search's joint choice ranks combinations in the budget's band: measured held-out loss, or log p."""
+
+    LOSS = "loss"
+    LOGP = "logp"
+
+
 class FitMode(Choice):
     """How a data set's images are fitted to the model input: by size (``auto``), zero padding or resizing."""
 

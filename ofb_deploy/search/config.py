@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ofb_deploy.choices import BuildBackend, ScoreInit
+from ofb_deploy.choices import BuildBackend, ChooseBy, ScoreInit
 from ofb_deploy.search.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
 from ofb_deploy.utils.config import (
     ConfigModel,
@@ -90,6 +90,13 @@ class SearchConfig(ConfigModel):
         score_init: ``random`` (TruncNormal(0, 0.2), the authors') or ``magnitude`` (ranked like the dense
             weights' L2 magnitude, so the search starts from the magnitude baseline's choice of units).
         distill: replace the label cross-entropy by distillation from the dense model during the search.
+        choose_by: how the joint choice ranks combinations in the budget's band: ``loss`` (measured on held-out
+            training images, ``select.py``) or ``logp`` (total log-probability under alpha).
+        select_images: training images held out of the search for ``choose_by: loss``.
+        select_per_width: candidates per embed width from each ranked generator of ``choose_by: loss``.
+        straight_through: give alpha the loss's gradient through V at full size (OFB scales it by 1 - lambda).
+        mask_writes: multiply every write into the residual stream by the embed's survival V while it is open
+            (OFB masks only the stream's start).
         label_smoothing: CE label smoothing.
         grad_clip: max global grad norm of the weights (``None``: off).
         align: candidate widths are multiples of this.
@@ -136,6 +143,11 @@ class SearchConfig(ConfigModel):
     w_flops: NonNegativeFloat = 5.0
     score_init: ScoreInit = ScoreInit.RANDOM
     distill: bool = False
+    choose_by: ChooseBy = ChooseBy.LOSS
+    select_images: PositiveInt = 512
+    select_per_width: PositiveInt = 4
+    straight_through: bool = True
+    mask_writes: bool = True
     label_smoothing: Smoothing = 0.1
     grad_clip: PositiveFloat | None = None
     align: PositiveInt = 8

@@ -38,6 +38,7 @@ GRID = 20000  # cost buckets over the dense model (0.005% each)
 CHECK_GRID = 2000  # a coarser grid for the per-round reachability check (0.05% each)
 GUARD_GAP = 0.01  # a round keeps some combination of its survivors within 1% of the target
 Keep = dict[str, list[bool]] | None
+Scores = dict[str, list[float]] | None  # per module name, one score per alive candidate (default: log p)
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,21 @@ def _logp(mask: BiMask) -> list[float]:
     return torch.log_softmax(mask.alpha.detach().float(), 0).tolist()
 
 
-def _options(mask: BiMask, keep: Keep) -> list[tuple[int, float, int]]:
-    """(candidate, log p, alive-candidate index) of the (kept) candidates of a stage's embed mask."""
+def _score(mask: BiMask, scores: Scores) -> list[float]:
+    return scores[mask.name] if scores is not None and mask.name in scores else _logp(mask)
+
+
+def _options(mask: BiMask, keep: Keep, scores: Scores = None) -> list[tuple[int, float, int]]:
+    """(candidate, score, alive-candidate index) of the (kept) candidates of a stage's embed mask."""
     flags = keep.get(mask.name) if keep else None
-    pairs = zip(mask.candidates, _logp(mask), strict=True)
+    pairs = zip(mask.candidates, _score(mask, scores), strict=True)
     return [(int(c), lp, i) for i, (c, lp) in enumerate(pairs) if flags is None or flags[i]]
 
 
-def _module_choice(cost: Cost, block: int, mask: BiMask, width: int, keep: Keep) -> Choice:
+def _module_choice(cost: Cost, block: int, mask: BiMask, width: int, keep: Keep, scores: Scores = None) -> Choice:
     flags = keep.get(mask.name) if keep else None
     costs, logp, index = [], [], []
-    for i, (cand, lp) in enumerate(zip(mask.candidates, _logp(mask), strict=True)):
+    for i, (cand, lp) in enumerate(zip(mask.candidates, _score(mask, scores), strict=True)):
         if flags is None or flags[i]:
             costs.append(cost.part(mask.kind, block, width, cand))
             logp.append(lp)
@@ -99,9 +104,9 @@ class _Programme:
     ``base``, which is exact, so a bucket ``b`` stands for a total of ``base + b * quantum``.
     """
 
-    def __init__(self, net: SupernetBase, cost: Cost, quantum: float, keep: Keep) -> None:
+    def __init__(self, net: SupernetBase, cost: Cost, quantum: float, keep: Keep, scores: Scores = None) -> None:
         self.net, self.quantum = net, quantum
-        self.stages = [_options(m, keep) for m in net.stage_masks]
+        self.stages = [_options(m, keep, scores) for m in net.stage_masks]
         self.modules = [net.stage_modules(s) for s in range(len(self.stages))]
         # fixed[s][j][k]: the fixed part of stage s at its k-th width, entered from the j-th width of stage s-1
         self.fixed = [[[cost.fixed(0, w) for w, _, _ in self.stages[0]]]]
@@ -110,7 +115,7 @@ class _Programme:
             self.fixed.append([[cost.fixed(s, w, p) for w, _, _ in self.stages[s]] for p, _, _ in previous])
         # choices[s][k]: the stage's module choices at its k-th width
         self.choices = [
-            [[_module_choice(cost, block, m, w, keep) for block, m in self.modules[s]] for w, _, _ in opts]
+            [[_module_choice(cost, block, m, w, keep, scores) for block, m in self.modules[s]] for w, _, _ in opts]
             for s, opts in enumerate(self.stages)
         ]
         self.floors = [min(min(row) for row in table) for table in self.fixed]
@@ -231,6 +236,50 @@ class _Programme:
                 best = (rank, total, picks)
         assert best is not None
         return best[1], best[2]
+
+    def best_in_band(self, ends: list[np.ndarray], target: float, per_width: int) -> list[tuple[float, dict[str, int]]]:
+        """Up to ``per_width`` combinations per last-stage width whose exact cost is within the band, best first.
+
+        Each cost bucket holds the best-scoring combination of that cost, so the buckets in the band give distinct
+        combinations; they are taken in order of score and checked on exact costs (as ``choose``).
+        """
+        totals = self.base + np.arange(self.top) * self.quantum
+        slack = (len(self.stages) + sum(len(m) for m in self.modules)) * self.quantum / 2
+        band = TOLERANCE * target
+        out = []
+        for k, values in enumerate(ends):
+            near = [b for b in np.nonzero(np.isfinite(values))[0] if abs(totals[b] - target) <= band + slack]
+            found = 0
+            for b in sorted(near, key=lambda b: -values[b]):
+                total, picks = self.combination(k, int(b))
+                if abs(total - target) <= band:
+                    out.append((total, picks))
+                    found += 1
+                    if found == per_width:
+                        break
+        return out
+
+
+def best_combinations(
+    net: SupernetBase,
+    cost: Cost,
+    target: float,
+    scores: Scores = None,
+    keep: Keep = None,
+    per_width: int = 1,
+) -> list[tuple[float, dict[str, int]]]:
+    """The highest-scoring combinations within ``TOLERANCE`` of ``target``, up to ``per_width`` per last-stage width.
+
+    Args:
+        net: the supernet.
+        cost: what the budget counts (MACs or latency).
+        target: the target in the cost's unit.
+        scores: per module, one additive score per alive candidate (default: log p).
+        keep: optional per-module flags restricting the candidates.
+        per_width: combinations kept per width of the last stage (a ViT: per embed width).
+    """
+    programme = _Programme(net, cost, cost.dense / GRID, keep, scores)
+    return programme.best_in_band(programme.run(), target, per_width)
 
 
 def guard_round(net: SupernetBase, keep: dict[str, list[bool]], cost: Cost, target: float) -> dict[str, list[bool]]:

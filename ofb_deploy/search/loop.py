@@ -30,10 +30,11 @@ from ofb_deploy.finetune.config import DistillConfig
 from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import Cost, MacsCost
-from ofb_deploy.search.finalize import finalize_closest
+from ofb_deploy.search.finalize import closest_combination
 from ofb_deploy.search.losses import budget_loss, module_onehot_loss
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, mim_loss, random_token_mask
 from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
+from ofb_deploy.search.select import HeldOut, choose_by_loss
 from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.utils.dist import all_reduce_mean_, broadcast_, rank, world_size
 from ofb_deploy.utils.io import atomic_write_with
@@ -53,15 +54,20 @@ class SearchState:
     steps_per_epoch: int
     teacher: torch.nn.Module | None = None
     latency: tuple[Cost, float] | None = None  # (LatencyCost, target ms) when the search targets latency
+    held: HeldOut | None = None  # held-out images of ``choose_by: loss``
     opt_w: torch.optim.Optimizer = field(init=False)
     opt_d: torch.optim.Optimizer = field(init=False)
     opt_a: torch.optim.Optimizer | None = field(init=False)
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     prune_log: list[dict[str, Any]] = field(default_factory=list)
+    selection: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.config
+        for mask in self.supernet.masks():
+            mask.straight_through = cfg.straight_through
+        self.supernet.mask_writes = cfg.mask_writes
         weights, _ = self.supernet.search_parameters()
         # NOTE: Swin's relative-position bias tables are not decayed (timm's no_weight_decay)
         decay = [
@@ -245,9 +251,28 @@ class SearchState:
         total = self.config.epochs * self.steps_per_epoch
         return max(1, round(self.config.finalize_at * total))
 
+    def choose_open(self, lam: float) -> list[str]:
+        """Finalise every open module at once (the joint choice); return the names of those that were open.
+
+        ``choose_by: loss`` takes the combination with the lowest held-out loss (``select.choose_by_loss``, its
+        evaluated candidates kept in ``selection``), ``logp`` the most probable one (``finalize.py``).
+        """
+        net = self.supernet
+        opened = [m.name for m in net.masks() if not m.final]
+        if not opened:
+            return []
+        if self.config.choose_by == "loss" and self.held is not None:
+            picks, self.selection = choose_by_loss(net, *self.primary, self.held, lam, self.config.select_per_width)
+        else:
+            _, picks = closest_combination(net, *self.primary)
+        for mask in net.masks():
+            if not mask.final:
+                mask.choose(picks[mask.name], lam)
+        return opened
+
     def finalize_open(self, step: int, t: float) -> list[str]:
-        """Finalise every open module at once, closest to the target; logged as a joint round."""
-        opened = finalize_closest(self.supernet, *self.primary, self.lam(t))
+        """The joint choice at the deadline (``choose_open``); logged as a joint round."""
+        opened = self.choose_open(self.lam(t))
         if opened:
             self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
             sync_search_state(self.supernet)
@@ -277,6 +302,7 @@ class SearchState:
             "rng": torch.get_rng_state(),
             "history": self.history,
             "prune_log": self.prune_log,
+            "selection": self.selection,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -295,6 +321,7 @@ class SearchState:
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.prune_log = list(state.get("prune_log", []))
+        self.selection = list(state.get("selection", []))
 
     def save(self, path: Path, inputs_hash: str) -> None:
         """Write the resume checkpoint atomically."""

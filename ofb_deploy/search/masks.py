@@ -73,6 +73,9 @@ class BiMask(nn.Module, ABC):
         self.candidates: list[Any] = list(candidates)
         self.final = False
         self.alpha: nn.Parameter | None = nn.Parameter(torch.zeros(len(candidates)))
+        # NOTE: OFB's loss reaches alpha through (1 - lambda) * V only, ~0.01 of its size while lambda is near 0.99;
+        # with ``straight_through`` the forward is the same but V's gradient is taken at full size (docs/method.md)
+        self.straight_through = False
         self.refresh()
 
     @torch.no_grad()
@@ -175,6 +178,11 @@ class BiMask(nn.Module, ABC):
         self.final = True
         self.alpha = None
 
+    def blend(self, lam: float, sig: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """M = lambda * sigmoid(S) + (1 - lambda) * V, with V's gradient at full size under ``straight_through``."""
+        out = lam * sig + (1 - lam) * v
+        return out + lam * (v - v.detach()) if self.straight_through else out
+
     @abstractmethod
     def refresh(self) -> None:
         """Recompute cached gather indices from ``alive`` (after a load or a narrowing)."""
@@ -216,8 +224,16 @@ class ChannelMask(BiMask):
         if self.final:
             return self.scale if self.full else self.scale.index_select(0, self.idx)
         sig = self.importance()
-        v = staircase(self.probs(), self.widths(), self.width)
-        return lam * sig + (1 - lam) * v[ranks_desc(sig)]
+        return self.blend(lam, sig, self._survival(sig))
+
+    def _survival(self, sig: torch.Tensor) -> torch.Tensor:
+        return staircase(self.probs(), self.widths(), self.width)[ranks_desc(sig)]
+
+    def survival(self) -> torch.Tensor:
+        """V of the alive units in gather order: the probability each survives (all ones once final)."""
+        if self.final or self.alpha is None:
+            return torch.ones(self.width, device=self.score.device)
+        return self._survival(self.importance().detach())
 
     @torch.no_grad()
     def narrow(self) -> None:
@@ -274,7 +290,7 @@ class HeadMask(BiMask):
         v = staircase2d(self.probs(), hs, ds, self.heads, self.head_dim)
         head_rank = ranks_desc(sig.sum(1))
         ch_rank = ranks_desc(sig)
-        return lam * sig + (1 - lam) * v[head_rank[:, None], ch_rank]
+        return self.blend(lam, sig, v[head_rank[:, None], ch_rank])
 
     @torch.no_grad()
     def narrow(self) -> None:

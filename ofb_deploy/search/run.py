@@ -32,7 +32,6 @@ from ofb_deploy.models.flops import count_macs
 from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import LatencyCost
-from ofb_deploy.search.finalize import finalize_closest
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
@@ -99,6 +98,26 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
             f"{table.key['batch']}: {low:.3f} ms (smallest subnet) to {high:.3f} ms (dense)"
         )
     return cost, target
+
+
+def hold_out(data: DataConfig, spec: Any, train: Any, dense: torch.nn.Module, config: SearchConfig) -> tuple[Any, Any]:
+    """Split ``select_images`` training images (at most a fifth) off the search's training set for the joint choice.
+
+    Returns the search's training set without them and the ``select.HeldOut`` (the images without augmentation,
+    their labels and the dense model's logits).
+    """
+    from torch.utils.data import Subset
+
+    from ofb_deploy.finetune.config import DistillConfig
+    from ofb_deploy.search.select import held_out
+
+    n = len(train)
+    k = min(config.select_images, n // 5)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 1000003 + 7))
+    held_idx, rest = order[:k].sort().values.tolist(), order[k:].sort().values.tolist()
+    plain = build_splits(data, spec, train_augment=False).train  # the same images, in the same order, unaugmented
+    held = held_out(Subset(plain, held_idx), dense, DistillConfig(label_smoothing=config.label_smoothing))
+    return Subset(train, rest), held
 
 
 def init_scores_from_weights(supernet: SupernetBase) -> None:
@@ -216,6 +235,9 @@ def _prepare(
     if device.type == "cpu":
         set_cpu_threads()
     torch.manual_seed(config.seed)
+    train, held = splits.train, None
+    if config.choose_by == "loss":  # before the search trains the dense weights in place
+        train, held = hold_out(cfg_data, spec, splits.train, model, config)
     teacher = copy.deepcopy(model).eval().requires_grad_(False).to(device) if config.distill else None
     supernet = build_supernet(model, config.space())
     if config.score_init == "magnitude":
@@ -223,9 +245,10 @@ def _prepare(
     supernet = supernet.to(device)
     supernet.refresh()
     decoder = supernet.make_decoder().to(device)
-    loader = build_loader(splits.train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
+    loader = build_loader(train, config.batch_size, train=True, workers=config.workers, seed=config.seed)
     val_loader = build_loader(splits.val, 256, train=False, workers=config.workers)
-    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher, latency=latency)
+    state = SearchState(supernet, decoder, config, target, dense_macs, len(loader), teacher=teacher, latency=latency,
+                        held=held)  # fmt: skip
     state.broadcast_start()
     inputs_hash = sha256_json(
         {
@@ -278,7 +301,7 @@ def run_search(
     net = state.supernet
     top1_soft = evaluate(net, val_loader, device)["top1"]
     joint = [name for r in state.prune_log if r.get("joint") for name in r["became_final"]]
-    unconverged = joint + finalize_closest(net, *state.primary, net.lam)
+    unconverged = joint + state.choose_open(net.lam)
     if unconverged:
         log.info("finalised %d open module(s) jointly, closest to the target: %s", len(unconverged), unconverged)
     metrics = evaluate(net, val_loader, device)
@@ -296,6 +319,7 @@ def run_search(
         "data": cfg_data.to_dict(),
         "history": state.history,
         "prune_log": state.prune_log,
+        "selection": state.selection,
     }
     summary["weights_sha256"] = _digest(net)
     doc = arch_document(net, state.target_macs, {**summary, "latency": _latency_summary(state)})

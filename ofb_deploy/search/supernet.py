@@ -58,6 +58,7 @@ class SupernetBase(nn.Module, ABC):
             for i, m in enumerate(spec.mlp_hidden)
         )
         self.lam = 1.0  # lambda(t) of the bi-mask; set by the search loop
+        self.mask_writes = False  # mask every residual write by the stage's embed survival (``write_mask``)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
     @property
@@ -140,19 +141,38 @@ class SupernetBase(nn.Module, ABC):
         qkv = F.linear(x, weight, bias).reshape(b, n, 3, mask.heads, mask.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
-    def _proj(self, i: int, out: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    def write_mask(self, stage: int) -> torch.Tensor | None:
+        """What multiplies every write into ``stage``'s residual stream: its embed mask's survival V while that
+        mask is open and ``mask_writes`` is on, else ``None`` (a final embed is narrowed and writes whole).
+
+        OFB masks the embed only where the stream starts, so attention and MLP outputs refill the channels a
+        narrow embed drops and the loss never sees the narrow stream; masking every write lets it (docs/method.md).
+        """
+        mask = self.stage_masks[stage]
+        return mask.survival() if self.mask_writes and not mask.final else None
+
+    @staticmethod
+    def _out(linear: nn.Linear, e: torch.Tensor | None, cols: torch.Tensor | None, write: torch.Tensor | None):
+        """(weight, bias) of a layer writing into the residual stream: alive rows and columns, rows times ``write``."""
+        weight, bias = _take(_take(linear.weight, 0, e), 1, cols), _take(linear.bias, 0, e)
+        if write is None:
+            return weight, bias
+        return weight * write[:, None], bias * write
+
+    def _proj(
+        self, i: int, out: torch.Tensor, e: torch.Tensor | None, write: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Output projection of block ``i`` from its alive attention units to the alive embed channels."""
         attn, mask = self.block(i).attn, self.attn_masks[i]
-        cols = None if mask.full else mask.flat_idx
-        return F.linear(out, _take(_take(attn.proj.weight, 0, e), 1, cols), _take(attn.proj.bias, 0, e))
+        return F.linear(out, *self._out(attn.proj, e, None if mask.full else mask.flat_idx, write))
 
-    def _mlp(self, i: int, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    def _mlp(self, i: int, x: torch.Tensor, e: torch.Tensor | None, write: torch.Tensor | None = None) -> torch.Tensor:
         mlp, mask = self.block(i).mlp, self.mlp_masks[i]
         idx = None if mask.full else mask.idx
         scale = mask.mask(self.lam)  # folded into the fc1 rows: fc1 output times the mask, before the GELU
         weight = _take(_take(mlp.fc1.weight, 0, idx), 1, e) * scale[:, None]
         hidden = F.gelu(F.linear(x, weight, _take(mlp.fc1.bias, 0, idx) * scale))
-        return F.linear(hidden, _take(_take(mlp.fc2.weight, 0, e), 1, idx), _take(mlp.fc2.bias, 0, e))
+        return F.linear(hidden, *self._out(mlp.fc2, e, idx, write))
 
     # -- PMIM -----------------------------------------------------------------------------------------------
     def make_decoder(self) -> PixelDecoder:
@@ -209,20 +229,20 @@ class OfbSupernet(SupernetBase):
         cls = (_take(m.cls_token, 2, e) * scale).expand(tokens.shape[0], -1, -1)
         return torch.cat([cls, tokens], dim=1) + _take(m.pos_embed, 2, e) * scale
 
-    def _attention(self, i: int, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    def _attention(self, i: int, x: torch.Tensor, e: torch.Tensor | None, write: torch.Tensor | None) -> torch.Tensor:
         q, k, v = self._qkv(i, x, e)
         # the softmax scale stays 1/sqrt(d_dense), passed explicitly: SDPA's default would use the narrowed dim
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.block(i).attn.head_dim))
         b, h, n, d = out.shape
-        return self._proj(i, out.transpose(1, 2).reshape(b, n, h * d), e)
+        return self._proj(i, out.transpose(1, 2).reshape(b, n, h * d), e, write)
 
     def forward_features(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised tokens over the alive embed channels, shape (B, N, D_alive)."""
-        e = self.alive(self.embed_mask)
+        e, write = self.alive(self.embed_mask), self.write_mask(0)
         x = self.embed(x, token_mask)
         for i, block in enumerate(self.model.blocks):
-            x = x + self._attention(i, self._norm(x, block.norm1, e), e)
-            x = x + self._mlp(i, self._norm(x, block.norm2, e), e)
+            x = x + self._attention(i, self._norm(x, block.norm1, e), e, write)
+            x = x + self._mlp(i, self._norm(x, block.norm2, e), e, write)
         return self._norm(x, self.model.norm, e)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

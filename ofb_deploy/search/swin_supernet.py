@@ -88,7 +88,7 @@ class SwinSupernet(SupernetBase):
         weight = _take(_take(down.reduction.weight, 0, self.alive(mask)), 1, cols) * mask.mask(self.lam)[:, None]
         return F.linear(x, weight)
 
-    def _attention(self, i: int, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    def _attention(self, i: int, x: torch.Tensor, e: torch.Tensor | None, write: torch.Tensor | None) -> torch.Tensor:
         block, mask = self.block(i), self.attn_masks[i]
         heads = None if mask.full else mask.head_idx
         # (N, N, heads) gathered to the alive heads: the bias table is sliced with its heads
@@ -98,7 +98,7 @@ class SwinSupernet(SupernetBase):
         def attend(tokens: torch.Tensor) -> torch.Tensor:
             q, k, v = self._qkv(i, tokens, e)
             out = window_softmax_v((q * dense_scale) @ k.transpose(-2, -1), bias, block.attn_mask, v)
-            return self._proj(i, out, e)
+            return self._proj(i, out, e, write)
 
         return windowed(x, block.window, block.shift, attend)
 
@@ -106,13 +106,13 @@ class SwinSupernet(SupernetBase):
         """Normalised last-stage tokens over the alive channels, shape (B, H, W, E_last alive)."""
         x = self.stem(x, token_mask)
         for stage in range(self.spec.num_stages):
-            e = self.alive(self.embed_masks[stage])
+            e, write = self.alive(self.embed_masks[stage]), self.write_mask(stage)
             if stage:
                 x = self.merge(stage, x)
             for i in self.spec.stage_blocks(stage):
                 block = self.block(i)
-                x = x + self._attention(i, self._norm(x, block.norm1, e), e)
-                x = x + self._mlp(i, self._norm(x, block.norm2, e), e)
+                x = x + self._attention(i, self._norm(x, block.norm1, e), e, write)
+                x = x + self._mlp(i, self._norm(x, block.norm2, e), e, write)
         return self._norm(x, self.model.norm, self.alive(self.embed_masks[-1]))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
