@@ -86,6 +86,14 @@ class ScoreInit(Choice):
     MAGNITUDE = "magnitude"
 
 
+class AlphaInit(Choice):
+    """Initial architecture logits: all zero (the authors'), or tilted by width so the expected cost starts at the
+    target (the budget term then starts neutral instead of pushing every module wider or narrower at once)."""
+
+    ZERO = "zero"
+    TARGET = "target"
+
+
 class ChooseBy(Choice):
     """How the search's joint choice ranks combinations in the budget's band: measured held-out loss, or log p."""
 
@@ -105,7 +113,8 @@ class Method(Choice):
     """Methods ``ofb-deploy compare`` runs at equal MACs (``ofb-latency``: equal latency) and equal epochs."""
 
     OFB = "ofb"
-    MAGNITUDE = "magnitude"
+    UNIFORM_KEEP_EMBED = "uniform-keep-embed"  # uniform widths with the dense embed (an informed prior)
+    UNIFORM = "uniform"  # every width, embed included, cut by one ratio
     TORCH_PRUNING = "torch-pruning"
     SCRATCH = "scratch"
     TORCH_PRUNING_TAYLOR = "torch-pruning-taylor"  # on request only (not in the default compare)

@@ -1,7 +1,9 @@
 """The baselines OFB is compared with, each cut from the same dense checkpoint to the same MACs.
 
-* ``magnitude``: uniform widths (the dense embed width, and every block the same head dim and MLP width, shrunk
-  by one ratio until the MACs match), units chosen by L2 magnitude through the hand-written slicing path
+* ``uniform-keep-embed``: uniform widths that keep the dense embed width (every block the same head dim, all
+  heads kept, and MLP width, shrunk by one ratio until the MACs match): an informed prior;
+* ``uniform``: fully uniform, the embed width cut by the same ratio too.
+  Both take the search's width grid and choose units by L2 magnitude through the hand-written slicing path
   (``slice --arch``).
 * ``torch-pruning``: Torch-Pruning's ``MetaPruner`` with its group L2 magnitude importance at one uniform
   ratio over every coupled group (embed channels, head dims, MLP neurons), found by bisection on the ratio;
@@ -23,51 +25,79 @@ from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.flops import count_macs, macs_from_widths
 from ofb_deploy.models.vit import Attention, OfbViT
+from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.utils.io import atomic_write_json
 
 MAC_TOLERANCE = 0.01  # every method is held within 1% of the OFB subnet's MACs
 
 
-def _uniform_macs(dense: ArchSpec, embed: int, head_dim: int, mlp: int) -> int:
+def uniform_counts(dense: ArchSpec, target_macs: int, space: SpaceConfig, keep_embed: bool) -> dict[str, Any]:
+    """Uniform widths at ``target_macs`` on the search's width grid: one ratio for every cut axis.
+
+    ``keep_embed``: the dense embed width, every block the same head dim (all heads kept) and MLP width, an
+    informed prior (the embed is the width that hurts most to cut). Otherwise fully uniform: the embed too. The
+    widths are the search space's candidates (``search.space``), so OFB could have picked them; the MLP widths
+    of the blocks may differ by one grid step (the first blocks wider), which is what meeting the MACs within
+    ``MAC_TOLERANCE / 2`` on a grid takes. Among the grid points that meet the MACs, the one whose axes are cut
+    by the most equal ratios wins.
+
+    Args:
+        dense: the dense spec (a ViT with identical blocks).
+        target_macs: the MACs to meet.
+        space: the search's width grid.
+        keep_embed: keep the dense embed width.
+    """
+    full = count_macs(dense).total
+    if not 0 < target_macs <= full:
+        raise ConfigError(f"uniform widths: target {target_macs} MACs is outside (0, {full}]")
+    h, d, m, e = dense.num_heads[0], dense.head_dim[0], dense.mlp_hidden[0], dense.embed_dim
+    embeds = [e] if keep_embed else embed_candidates(e, space)
+    dims = sorted({c[1] for c in attn_candidates(h, d, space)})
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for embed in embeds:
+        for dim in dims:
+            mlps = _even_mlps(dense, embed, h * dim, target_macs, mlp_candidates(m, space))
+            if mlps is None:
+                continue
+            ratios = [dim / d, sum(mlps) / (len(mlps) * m)] + ([] if keep_embed else [embed / e])
+            counts = {"embed_dim": embed, "blocks": [{"heads": h, "head_dim": dim, "mlp_hidden": w} for w in mlps]}
+            rank = (max(ratios) - min(ratios), abs(_macs(dense, embed, h * dim, mlps) - target_macs))
+            if best is None or rank < best[:2]:
+                best = (*rank, counts)
+    if best is None:
+        kind = "keep-embed uniform" if keep_embed else "uniform"
+        raise ConfigError(
+            f"{kind} widths cannot meet {target_macs / 1e6:.2f} MMACs within {MAC_TOLERANCE / 2:.1%} on the search's "
+            f"width grid (align {space.align}); use a finer grid (search.align 4, a lower search.mlp_min)"
+        )
+    return best[2]
+
+
+def _macs(dense: ArchSpec, embed: int, attn: int, mlps: list[int]) -> int:
     return int(
         macs_from_widths(
             num_tokens=dense.num_tokens,
             patch_pixels=dense.in_chans * dense.patch_size**2,
             num_classes=dense.num_classes,
             embed=embed,
-            attn_widths=[h * head_dim for h in dense.num_heads],
-            mlp_hiddens=[mlp] * dense.depth,
+            attn_widths=[attn] * dense.depth,
+            mlp_hiddens=mlps,
         )
     )
 
 
-def uniform_counts(dense: ArchSpec, target_macs: int) -> dict[str, Any]:
-    """Uniform widths at ``target_macs``: dense embed and heads, one ratio on head dim and MLP, MLP trimmed to fit.
-
-    Every block keeps all its heads (head dims shrink, as channel pruning does), and the MLP width is set last,
-    to the nearest integer that meets the target, so the MACs land within a fraction of a percent.
-
-    Args:
-        dense: the dense spec (uniform DeiT/ViT-style: every block alike).
-        target_macs: the MACs to meet.
-    """
-    full = count_macs(dense).total
-    if not 0 < target_macs <= full:
-        raise ConfigError(f"uniform widths: target {target_macs} MACs is outside (0, {full}]")
-    h, d, m, e = dense.num_heads[0], dense.head_dim[0], dense.mlp_hidden[0], dense.embed_dim
-    lo, hi = 0.0, 1.0
-    for _ in range(50):  # bisection on the ratio r: MACs grow with r
-        r = (lo + hi) / 2
-        if _uniform_macs(dense, e, max(1, round(r * d)), max(1, round(r * m))) < target_macs:
-            lo = r
-        else:
-            hi = r
-    head_dim = max(1, round(hi * d))
-    # the MLP is the finest-grained width: solve it exactly for the head dim chosen above
-    base = _uniform_macs(dense, e, head_dim, 0)
-    per_neuron = _uniform_macs(dense, e, head_dim, 1) - base
-    mlp = min(m, max(1, round((target_macs - base) / per_neuron)))
-    return {"embed_dim": e, "blocks": [{"heads": h, "head_dim": head_dim, "mlp_hidden": mlp}] * dense.depth}
+def _even_mlps(dense: ArchSpec, embed: int, attn: int, target: int, grid: list[int]) -> list[int] | None:
+    """MLP widths on ``grid``, differing by at most one step between blocks, closest to ``target`` MACs (``None``
+    when the closest misses it by more than half the tolerance)."""
+    depth, best = dense.depth, None
+    for low, high in zip(grid, grid[1:] + grid[-1:], strict=True):
+        for wide in range(depth + 1 if high != low else 1):
+            mlps = [high] * wide + [low] * (depth - wide)
+            gap = abs(_macs(dense, embed, attn, mlps) - target)
+            if best is None or gap < best[0]:
+                best = (gap, mlps)
+    assert best is not None
+    return best[1] if best[0] <= MAC_TOLERANCE / 2 * target else None
 
 
 def write_counts(counts: dict[str, Any], path: Path) -> Path:

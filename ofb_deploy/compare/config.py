@@ -43,7 +43,7 @@ class CompareConfig(ConfigModel):
     SECTION: ClassVar[str] = "compare"
 
     seeds: Seeds = (0,)
-    methods: Methods = Method.values()[:4]  # torch-pruning-taylor runs on request
+    methods: Methods = Method.values()[:5]  # torch-pruning-taylor and ofb-latency run on request
     batches: Batches = (1, 8, 32)
     threads: PositiveInt | None = None
     warmup_s: NonNegativeFloat = 0.2

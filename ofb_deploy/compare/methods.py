@@ -38,7 +38,7 @@ from ofb_deploy.utils.io import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 METHODS = Method.values()
-DEFAULT_METHODS = METHODS[:4]  # Taylor and ofb-latency on request: `--methods ...,torch-pruning-taylor`
+DEFAULT_METHODS = METHODS[:5]  # Taylor and ofb-latency on request: `--methods ...,torch-pruning-taylor`
 TAYLOR_BATCH = 256  # training images whose cross-entropy gradient scores the units
 
 
@@ -174,7 +174,7 @@ def make_baseline(
     Args:
         recipe: the run's recipe.
         folder: the method folder.
-        method: ``magnitude``, ``torch-pruning`` or ``scratch``.
+        method: ``uniform-keep-embed``, ``uniform``, ``torch-pruning`` or ``scratch``.
         seed: fine-tune (and, for scratch, initialisation) seed.
         ofb: the OFB result at this seed (its MACs and widths are the reference).
     """
@@ -182,8 +182,8 @@ def make_baseline(
     dense = load_model_dir(recipe.dense_dir)
     start = folder / METHOD_FILES["start"]
     extra: dict[str, Any] = {}
-    if method == "magnitude":
-        counts = uniform_counts(dense.spec, int(ofb["flops"]))
+    if method in ("uniform-keep-embed", "uniform"):
+        counts = uniform_counts(dense.spec, int(ofb["flops"]), recipe.search.space(), method == "uniform-keep-embed")
         slice_handwritten(write_counts(counts, folder / METHOD_FILES["widths"]), recipe.dense_dir, start)
         student = load_model_dir(start)
     elif method in ("torch-pruning", "torch-pruning-taylor"):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ofb_deploy.choices import BuildBackend, ChooseBy, ScoreInit
+from ofb_deploy.choices import AlphaInit, BuildBackend, ChooseBy, ScoreInit
 from ofb_deploy.search.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
 from ofb_deploy.utils.config import (
     ConfigModel,
@@ -90,6 +90,8 @@ class SearchConfig(ConfigModel):
         score_init: ``random`` (TruncNormal(0, 0.2), the authors') or ``magnitude`` (ranked like the dense
             weights' L2 magnitude, so the search starts from the magnitude baseline's choice of units).
         distill: replace the label cross-entropy by distillation from the dense model during the search.
+        alpha_init: ``zero`` (the authors': uniform p) or ``target``: alpha tilted by width, one shared slope, so
+            the expected cost starts at the target.
         choose_by: how the joint choice ranks combinations in the budget's band: ``loss`` (measured on held-out
             training images, ``select.py``) or ``logp`` (total log-probability under alpha).
         select_images: training images held out of the search for ``choose_by: loss``.
@@ -143,6 +145,7 @@ class SearchConfig(ConfigModel):
     w_flops: NonNegativeFloat = 5.0
     score_init: ScoreInit = ScoreInit.RANDOM
     distill: bool = False
+    alpha_init: AlphaInit = AlphaInit.TARGET
     choose_by: ChooseBy = ChooseBy.LOSS
     select_images: PositiveInt = 512
     select_per_width: PositiveInt = 4

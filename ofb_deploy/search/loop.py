@@ -92,6 +92,35 @@ class SearchState:
         self.window = local_window(self.supernet.spec.img_size)
         self.macs_cost = MacsCost(self.supernet.spec)
         self.generator = torch.Generator()
+        if cfg.alpha_init == "target":
+            self.start_at_target()
+
+    @torch.no_grad()
+    def start_at_target(self) -> None:
+        """Tilt every open alpha to ``-slope * width / widest`` with the one slope that puts E[cost] at the target.
+
+        With alpha at zero the expected cost starts wherever uniform p puts it (44% of the dense MACs for the
+        default model), so the budget term first pushes every module the same way, and a module the loss does
+        not pull on (a dead one) moves fastest: Adam's steps are largest for a gradient of constant sign.
+        E[cost] falls as the slope grows, so a bisection finds it (docs/method.md).
+        """
+        cost, target = self.primary
+        masks = [m for m in self.supernet.masks() if not m.final and m.alpha is not None]
+        shapes = [m.widths() / m.widths().max() for m in masks]
+
+        def expected(slope: float) -> float:
+            for mask, shape in zip(masks, shapes, strict=True):
+                mask.alpha.copy_(-slope * shape)
+            return float(cost.expected(self.supernet))
+
+        low, high = -30.0, 30.0
+        if expected(low) <= target or expected(high) >= target:
+            expected(low if expected(low) <= target else high)  # out of reach: the extreme closest to it
+            return
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if expected(mid) > target else (low, mid)
+        expected((low + high) / 2)
 
     # -- schedules ------------------------------------------------------------------------------------------
     def warm(self, t: float) -> float:
