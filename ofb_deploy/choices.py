@@ -119,3 +119,28 @@ class Method(Choice):
     SCRATCH = "scratch"
     TORCH_PRUNING_TAYLOR = "torch-pruning-taylor"  # on request only (not in the default compare)
     OFB_LATENCY = "ofb-latency"  # on request: OFB searched at the OFB subnet's measured latency (not its MACs)
+
+
+class Quantizer(Choice):
+    """Who writes the QDQ INT8 ONNX: ONNX Runtime static quantization, or NVIDIA TensorRT Model Optimizer's ONNX PTQ."""
+
+    ORT = "ort"
+    MODELOPT = "modelopt"
+
+
+class BundleTarget(Choice):
+    """Devices ``ofb-deploy bundle`` writes a folder for: a TensorRT version and the ONNX form it parses."""
+
+    JETSON_JP5 = "jetson-jp5"
+    JETSON_JP6 = "jetson-jp6"
+    JETSON_JP7 = "jetson-jp7"
+    X86_TRT10 = "x86-trt10"
+    X86_TRT11 = "x86-trt11"
+    RTX = "rtx"
+
+
+class BundleLayout(Choice):
+    """Serving layouts a bundle may add to its target: a Triton model repository, a DeepStream nvinfer config."""
+
+    TRITON = "triton"
+    DEEPSTREAM = "deepstream"

@@ -72,7 +72,7 @@ def compare_cli(
 def sweep_table(doc: dict) -> Table:
     """One row per target and method: MACs share, top-1 and ORT CPU latency per batch."""
     batches = [str(b) for b in doc["latency"]["batches"]]
-    table = Table(title=f"sweep: OFB vs magnitude, {doc['budget_epochs']} epochs each (ORT CPU latency, ms)")
+    table = Table(title=f"sweep: OFB vs keep-embed uniform, {doc['budget_epochs']} epochs each (ORT CPU latency, ms)")
     for name in ("target", "method", "% MACs", "top-1", *[f"b{b}" for b in batches]):
         table.add_column(name, justify="right")
     for r in doc["rows"]:
@@ -88,7 +88,7 @@ def sweep_cli(
     batch: Annotated[str, typer.Option(help=_HELP_BATCH)] = ",".join(map(str, C("batches"))),
     threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = C("threads"),
 ) -> None:
-    """A searched, fine-tuned subnet per FLOPs target, with the magnitude baseline at each (RUN's sweep)."""
+    """A searched, fine-tuned subnet per FLOPs target, with keep-embed uniform widths at each (RUN's sweep)."""
     from ofb_deploy.artifacts import RunDir
     from ofb_deploy.compare import sweep_run
     from ofb_deploy.utils.config import parse_batches

@@ -7,8 +7,8 @@ from typing import Any
 
 from ofb_deploy.validate.plots import _pyplot, _save
 
-COLORS = {"ofb": "#d62728", "magnitude": "#1f77b4", "torch-pruning": "#2ca02c", "scratch": "#9467bd",
-          "torch-pruning-taylor": "#8c564b"}  # fmt: skip
+COLORS = {"ofb": "#d62728", "uniform-keep-embed": "#1f77b4", "uniform": "#17becf", "torch-pruning": "#2ca02c",
+          "scratch": "#9467bd", "torch-pruning-taylor": "#8c564b"}  # fmt: skip
 
 
 def _batch(doc: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
-"""``sweep_run``: OFB and the magnitude baseline over several FLOPs targets, into ``RunDir.sweep_json``.
+"""``sweep_run``: OFB and the keep-embed uniform baseline over several FLOPs targets, into ``RunDir.sweep_json``.
 
 Each target gets a searched, fine-tuned OFB subnet (a nested run; the run's own result where the target is the
-run's) and the magnitude baseline at that subnet's MACs with the same epochs (``methods.py``). All models and
+run's) and the keep-embed uniform baseline at that subnet's MACs with the same epochs (``methods.py``). All models and
 the dense one are then timed together on ONNX Runtime CPU, interleaved, at each batch (``timing.time_models``), so
 the Pareto plot of top-1 against measured latency compares like with like.
 """
@@ -25,7 +25,7 @@ from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-SWEEP_METHODS = ("ofb", "magnitude")
+SWEEP_METHODS = ("ofb", "uniform-keep-embed")
 
 
 def _folder(run_dir: RunDir, recipe: Any, spec: Any, target: str, method: str) -> Path:
@@ -37,7 +37,7 @@ def _folder(run_dir: RunDir, recipe: Any, spec: Any, target: str, method: str) -
 
 
 def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None = None) -> dict[str, Any]:
-    """Search, fine-tune and time OFB and the magnitude baseline at every FLOPs target; write ``RunDir.sweep_json``.
+    """Search, fine-tune and time OFB and keep-embed uniform widths at every FLOPs target; write ``RunDir.sweep_json``.
 
     Args:
         run_dir: a run that finished search, slice and finetune (its dense model, data and recipe are reused).
@@ -55,9 +55,11 @@ def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None 
     rows: list[dict[str, Any]] = []
     for target in targets:
         ofb = make_method(recipe, _folder(run_dir, recipe, dense.spec, target, "ofb"), "ofb", seed, None, target)
-        mag = make_method(recipe, _folder(run_dir, recipe, dense.spec, target, "magnitude"), "magnitude", seed, ofb)
+        mag = make_method(
+            recipe, _folder(run_dir, recipe, dense.spec, target, "uniform-keep-embed"), "uniform-keep-embed", seed, ofb
+        )
         rows += [{"target": target, **ofb}, {"target": target, **mag}]
-        log.info("sweep %s: ofb %.2f%%, magnitude %.2f%%", target, ofb["top1"], mag["top1"])
+        log.info("sweep %s: ofb %.2f%%, uniform-keep-embed %.2f%%", target, ofb["top1"], mag["top1"])
     models = {"dense": run_dir.dense_dir}
     onnx = {"dense": run_dir.onnx_path("dense")}
     for row in rows:

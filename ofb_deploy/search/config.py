@@ -80,8 +80,9 @@ class SearchConfig(ConfigModel):
         pmim: use PMIM (off once every module is final).
         prune_every: optimisation steps between two hard-pruning rounds (the first round is at this step).
         prune_threshold: drop candidates with p <= prune_threshold / K.
-        finalize_at: share of the search steps after which the modules still open are finalised jointly, closest
-            to the target (``finalize.py``); the steps left train the final subnet (1.0: at the very end).
+        finalize_at: share of the search steps after which the modules still open are chosen jointly (``choose_by``);
+            the steps left train the final subnet (1.0: at the very end; 0: before the first step, on the dense
+            weights, the kept units at full weight).
         w_onehot: weight of each module's one-hot loss.
         c_attn: score L1 weight of attention modules.
         c_mlp: score L1 weight of MLP modules.
@@ -137,7 +138,7 @@ class SearchConfig(ConfigModel):
     pmim: bool = True
     prune_every: PositiveInt = 20
     prune_threshold: OpenFraction = 0.2
-    finalize_at: Annotated[Float, Field(gt=0, le=1)] = 1.0
+    finalize_at: Annotated[Float, Field(ge=0, le=1)] = 1.0
     w_onehot: NonNegativeFloat = 0.5
     c_attn: NonNegativeFloat = 4e-4
     c_mlp: NonNegativeFloat = 1e-4

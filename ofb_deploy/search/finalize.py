@@ -282,6 +282,18 @@ def best_combinations(
     return programme.best_in_band(programme.run(), target, per_width)
 
 
+def combination_cost(net: SupernetBase, cost: Cost, picks: dict[str, int]) -> float:
+    """The exact cost of one combination (alive-candidate index per module name; a final module has one)."""
+    total, previous = 0.0, None
+    for stage, mask in enumerate(net.stage_masks):
+        width = int(mask.candidates[picks.get(mask.name, 0)])
+        total += cost.fixed(stage, width, previous)
+        for block, module in net.stage_modules(stage):
+            total += cost.part(module.kind, block, width, module.candidates[picks.get(module.name, 0)])
+        previous = width
+    return total
+
+
 def guard_round(net: SupernetBase, keep: dict[str, list[bool]], cost: Cost, target: float) -> dict[str, list[bool]]:
     """Keep the round from losing the target: re-admit the best pre-round combination if the drops lose it.
 

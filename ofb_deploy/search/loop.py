@@ -278,7 +278,7 @@ class SearchState:
     def finalize_step(self) -> int:
         """The global step after which the open modules are finalised jointly (``finalize_at``)."""
         total = self.config.epochs * self.steps_per_epoch
-        return max(1, round(self.config.finalize_at * total))
+        return round(self.config.finalize_at * total) if self.config.finalize_at > 0 else 0
 
     def choose_open(self, lam: float) -> list[str]:
         """Finalise every open module at once (the joint choice); return the names of those that were open.
@@ -300,8 +300,12 @@ class SearchState:
         return opened
 
     def finalize_open(self, step: int, t: float) -> list[str]:
-        """The joint choice at the deadline (``choose_open``); logged as a joint round."""
-        opened = self.choose_open(self.lam(t))
+        """The joint choice at the deadline (``choose_open``); logged as a joint round.
+
+        ``step`` -1 is before the first step (``finalize_at: 0``): the choice is made on the dense weights with
+        lambda 0, so the kept units keep their full weight, as the slice of the dense model would.
+        """
+        opened = self.choose_open(0.0 if step < 0 else self.lam(t))
         if opened:
             self.opt_a = make_alpha_optimizer(self.supernet, self.alpha_lr(step), self.opt_a)
             sync_search_state(self.supernet)

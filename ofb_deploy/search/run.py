@@ -191,6 +191,8 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
     cfg, net = state.config, state.supernet
     stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, state.epoch + cfg.stop_after_epochs)
     n = state.steps_per_epoch
+    if state.finalize_step == 0 and not net.all_final:
+        log.info("chose %s jointly before the first step", ", ".join(state.finalize_open(-1, 0.0)))
     with make_progress() as progress:
         task = progress.add_task("search", total=cfg.epochs * n, completed=state.epoch * n, info="")
         while state.epoch < stop:

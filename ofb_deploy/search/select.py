@@ -30,7 +30,7 @@ import torch
 from ofb_deploy.finetune.config import DistillConfig
 from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.cost import Cost
-from ofb_deploy.search.finalize import best_combinations, closest_combination
+from ofb_deploy.search.finalize import TOLERANCE, best_combinations, closest_combination, combination_cost
 from ofb_deploy.search.masks import BiMask, HeadMask
 from ofb_deploy.search.supernet import SupernetBase
 
@@ -161,6 +161,54 @@ def uniform_combinations(net: SupernetBase, cost: Cost, target: float) -> list[t
     return out
 
 
+class _Pool:
+    """Every combination evaluated so far: its sources, exact cost, held-out loss and widths."""
+
+    def __init__(self, net: SupernetBase, cost: Cost, held: HeldOut, lam: float) -> None:
+        self.net, self.cost, self.held, self.lam = net, cost, held, lam
+        self.entries: dict[tuple[tuple[str, int], ...], dict[str, Any]] = {}
+
+    def add(self, picks: Picks, source: str) -> dict[str, Any]:
+        open_picks = {m.name: picks[m.name] for m in self.net.masks() if not m.final}
+        key = tuple(sorted(open_picks.items()))
+        entry = self.entries.get(key)
+        if entry is None:
+            with trial(self.net, open_picks, self.lam):
+                loss, widths = self.held.loss(self.net), _widths(self.net)
+            total = combination_cost(self.net, self.cost, picks)
+            entry = {"sources": [], "cost": total, "loss": round(loss, 6), "widths": widths, "picks": open_picks}
+            self.entries[key] = entry
+        if source not in entry["sources"]:
+            entry["sources"].append(source)
+        return entry
+
+    def best(self) -> dict[str, Any]:
+        return min(self.entries.values(), key=lambda e: e["loss"])
+
+
+def neighbours(net: SupernetBase, cost: Cost, target: float, picks: Picks) -> list[Picks]:
+    """Combinations one move from ``picks`` that stay in the band: one open module one candidate up or down (in
+    its width order), another open module to any other candidate (which pays for or spends the difference)."""
+    band = TOLERANCE * target
+    masks = [m for m in net.masks() if not m.final]
+    out = []
+    for a in masks:
+        for step in (-1, 1):
+            ia = picks[a.name] + step
+            if not 0 <= ia < len(a.candidates):
+                continue
+            for b in masks:
+                if b is a:
+                    continue
+                for ib in range(len(b.candidates)):
+                    if ib == picks[b.name]:
+                        continue
+                    moved = {**picks, a.name: ia, b.name: ib}
+                    if abs(combination_cost(net, cost, moved) - target) <= band:
+                        out.append(moved)
+    return out
+
+
 def choose_by_loss(
     net: SupernetBase,
     cost: Cost,
@@ -168,44 +216,53 @@ def choose_by_loss(
     held: HeldOut,
     lam: float,
     per_width: int = 4,
+    local_steps: int = 6,
 ) -> tuple[Picks, list[dict[str, Any]]]:
-    """The combination of the open modules with the lowest held-out loss among the generators' candidates.
+    """The combination of the open modules with the lowest held-out loss: the generators' candidates, then a
+    local search from the best (``neighbours``, steepest descent, at most ``local_steps`` moves).
 
-    Returns the picks (alive-candidate index per open module) and one record per evaluated candidate (its
-    sources, cost, loss and widths) for the search result. With no candidate in the band the closest
-    combination is taken, as before.
+    Returns the picks (alive-candidate index per module) and the evaluated candidates, best first (sources,
+    cost, loss, widths), for the search result. With no candidate in the band the closest combination is taken.
 
     Args:
         net: the supernet.
         cost: what the budget counts (MACs or latency).
         target: the target in the cost's unit.
         held: the held-out images and the dense logits.
-        lam: current lambda.
+        lam: lambda frozen into the chosen modules (0: the kept units at their full weight, as sliced).
         per_width: candidates per embed width from each ranked generator.
+        local_steps: moves of the local search.
     """
-    pool: dict[tuple[tuple[str, int], ...], dict[str, Any]] = {}
+    saved_lam, net.lam = net.lam, lam  # the modules left open are measured at the same lambda
+    try:
+        return _choose(net, cost, target, held, lam, per_width, local_steps)
+    finally:
+        net.lam = saved_lam
 
-    def add(found: list[tuple[float, Picks]], source: str) -> None:
-        for total, picks in found:
-            open_picks = {name: i for name, i in picks.items() if not _mask(net, name).final}
-            key = tuple(sorted(open_picks.items()))
-            entry = pool.setdefault(key, {"picks": open_picks, "cost": total, "sources": []})
-            entry["sources"].append(source)
 
-    add(best_combinations(net, cost, target, None, per_width=per_width), "logp")
-    add(best_combinations(net, cost, target, sensitivity(net, held, lam), per_width=per_width), "sensitivity")
-    add(uniform_combinations(net, cost, target), "uniform")
-    if not pool:
+def _choose(
+    net: SupernetBase, cost: Cost, target: float, held: HeldOut, lam: float, per_width: int, local_steps: int
+) -> tuple[Picks, list[dict[str, Any]]]:
+    pool = _Pool(net, cost, held, lam)
+    generators = {
+        "logp": best_combinations(net, cost, target, None, per_width=per_width),
+        "sensitivity": best_combinations(net, cost, target, sensitivity(net, held, lam), per_width=per_width),
+        "uniform": uniform_combinations(net, cost, target),
+    }
+    for source, found in generators.items():
+        for _, picks in found:
+            pool.add(picks, source)
+    if not pool.entries:
         _, picks = closest_combination(net, cost, target)
         return picks, []
-    records = []
-    for entry in pool.values():
-        with trial(net, entry["picks"], lam):
-            loss = held.loss(net)
-            widths = _widths(net)
-        records.append({"sources": entry["sources"], "cost": entry["cost"], "loss": round(loss, 6), "widths": widths,
-                        "picks": entry["picks"]})  # fmt: skip
-    records.sort(key=lambda r: r["loss"])
+    for step in range(local_steps):
+        best = pool.best()
+        full = {m.name: 0 for m in net.masks()} | best["picks"]
+        for moved in neighbours(net, cost, target, full):
+            pool.add(moved, f"local{step}")
+        if pool.best() is best:
+            break
+    records = sorted(pool.entries.values(), key=lambda e: e["loss"])
     return records[0]["picks"], records
 
 

@@ -193,12 +193,26 @@ def compare_lines(doc: dict[str, Any]) -> list[str]:
              f"latency measured interleaved in one process.", ""]  # fmt: skip
     lines += _table(header, rows)
     lines += ["", f"Equal MACs (1%): {checks['equal_macs_within_1pct']}; equal epochs: {checks['equal_epochs']}; "
-              f"OFB mean top-1 at or above: {beats}.", ""]  # fmt: skip
+              f"OFB at or above (mean paired difference >= 0): {beats}.", ""]  # fmt: skip
+    lines += _paired_lines(checks.get("paired", {}))
     if checks.get("equal_latency"):
         lines += _equal_latency_lines(checks["equal_latency"])
     if c.get("plot"):
         lines += [f"![compare](../compare/{c['plot']})", ""]
     return lines
+
+
+def _paired_lines(paired: dict[str, Any]) -> list[str]:
+    """OFB minus each method, seed by seed, with the mean and its standard error."""
+    if not paired:
+        return []
+    header = ["OFB minus", "per seed (points)", "mean", "SE", "OFB wins"]
+    rows = []
+    for method, p in paired.items():
+        per_seed = ", ".join(f"s{s}: {d:+.2f}" for s, d in p["seeds"].items())
+        se = "-" if p["se"] is None else f"{p['se']:.2f}"
+        rows.append([method, per_seed, "-" if p["mean"] is None else f"{p['mean']:+.2f}", se, f"{p['wins']}/{p['n']}"])
+    return [*_table(header, rows), ""]
 
 
 def _equal_latency_lines(check: dict[str, Any]) -> list[str]:
@@ -214,7 +228,7 @@ def _equal_latency_lines(check: dict[str, Any]) -> list[str]:
 
 
 def sweep_lines(doc: dict[str, Any]) -> list[str]:
-    """The ``ofb-deploy sweep`` table (OFB and magnitude per FLOPs target) and its Pareto plot."""
+    """The ``ofb-deploy sweep`` table (OFB and keep-embed uniform widths per FLOPs target) and its Pareto plot."""
     w = doc.get("sweep")
     if not w:
         return []
