@@ -97,6 +97,7 @@ class SearchConfig(ConfigModel):
             training images, ``select.py``) or ``logp`` (total log-probability under alpha).
         select_images: training images held out of the search for ``choose_by: loss``.
         select_per_width: candidates per embed width from each ranked generator of ``choose_by: loss``.
+        select_moves: steps of the local search from the best candidate (``select.neighbours``).
         straight_through: give alpha the loss's gradient through V at full size (OFB scales it by 1 - lambda).
         mask_writes: multiply every write into the residual stream by the embed's survival V while it is open
             (OFB masks only the stream's start).
@@ -150,6 +151,7 @@ class SearchConfig(ConfigModel):
     choose_by: ChooseBy = ChooseBy.LOSS
     select_images: PositiveInt = 512
     select_per_width: PositiveInt = 4
+    select_moves: NonNegativeInt = 6
     straight_through: bool = True
     mask_writes: bool = True
     label_smoothing: Smoothing = 0.1

@@ -291,7 +291,9 @@ class SearchState:
         if not opened:
             return []
         if self.config.choose_by == "loss" and self.held is not None:
-            picks, self.selection = choose_by_loss(net, *self.primary, self.held, lam, self.config.select_per_width)
+            cfg = self.config
+            picks, self.selection = choose_by_loss(net, *self.primary, self.held, lam, cfg.select_per_width,
+                                                   cfg.select_moves)  # fmt: skip
         else:
             _, picks = closest_combination(net, *self.primary)
         for mask in net.masks():

@@ -1,10 +1,12 @@
 """Planted redundancy: the quick test that a search reads the data.
 
 Zero every weight and bias of some attention and MLP modules of a converged model. A zeroed attention module
-(``qkv`` and ``proj``) or MLP (``fc1`` and ``fc2``) outputs exactly zero, and stays zero under training: every
-gradient into it passes through one of its own zero matrices (the residual stream carries the block on
-unchanged). A search that reads the data gives each dead module a smaller width than every live module of its
-kind; a search whose widths come from its budget dynamics alone does not (docs/method.md).
+(``qkv`` and ``proj``) or MLP (``fc1`` and ``fc2``) outputs exactly zero, and stays dead under training: every
+gradient into its weights passes through one of its own zero matrices. Only the output layer's bias learns
+(it is added to the residual stream), a constant that depends neither on the input nor on the module's width.
+So the module's width cannot change the loss: a search that reads the data gives each dead module a smaller
+width than every live module of its kind; a search whose widths come from its budget dynamics alone does not
+(docs/method.md).
 """
 
 from __future__ import annotations
