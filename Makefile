@@ -92,6 +92,7 @@ latency-check: install
 	$(BIN)/python benchmarks/deit_latency_search.py --threads $(THREADS)
 
 # gpu-check: on an NVIDIA GPU, build every GPU backend x precision for $(RUN_DIR)'s dense and subnet models, check
-# parity against PyTorch and time them like `validate` -> benchmarks/results/gpu.json; without a GPU: one line, exit 0
+# parity against PyTorch and time them like `validate`, then write fp16 and int8 bundles (`ofb-deploy bundle`) for this
+# machine's TensorRT and run their build.sh and check.py -> benchmarks/results/gpu.json; without a GPU: one line, exit 0
 gpu-check: install
 	$(BIN)/python benchmarks/gpu_check.py --run-dir $(RUN_DIR)

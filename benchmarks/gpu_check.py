@@ -8,7 +8,10 @@ On a machine with an NVIDIA GPU (``make gpu-check``, after ``make run``; ``RUN_D
 3. each engine is compared with its role's PyTorch fp32 model on the validation images, judged by
    ``parity_tolerance`` for its backend, precision and TF32 setting (``validate.accuracy.evaluate_all``);
 4. dense and subnet are timed interleaved at each batch exactly as ``ofb-deploy validate`` does
-   (``validate.speed.time_all``), giving the speedup and speedup / FLOPs ratio.
+   (``validate.speed.time_all``), giving the speedup and speedup / FLOPs ratio;
+5. an fp16 and an int8 deployment bundle of the subnet (``ofb-deploy bundle``) are written for the TensorRT on
+   this machine (``bundle_target``: its version and CPU architecture pick the target; TensorRT-RTX: ``rtx``), and
+   each bundle's own ``build.sh`` and ``check.py --backend tensorrt`` run here, as they would on a device.
 
 The result goes to ``benchmarks/results/gpu.json`` (GPU model, driver, library versions, builds, parity,
 latency). The run's validation results (``RunDir.validate_path``) are left alone. Without a GPU the script prints
@@ -20,6 +23,7 @@ one line saying why nothing ran and exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -75,6 +79,65 @@ def judge(entries: list[dict[str, Any]]) -> None:
         tolerance = parity_tolerance(entry["backend"], entry["precision"], tf32)
         report = AccuracyReport.from_dict(entry["agreement"]).with_tolerances(**tolerance)
         entry["parity"] = {"tolerance": tolerance, "passed": report.passed, "failures": list(report.failures)}
+
+
+def bundle_target(status: dict[str, Any]) -> tuple[str | None, str]:
+    """The bundle target for the TensorRT that runs here, or ``None`` and why not."""
+    import platform
+
+    trt = status.get("tensorrt")
+    if trt is not None and trt.can_run and trt.version:
+        major, minor = (int(v) for v in trt.version.split(".")[:2])
+        jetson = platform.machine() == "aarch64"
+        if major == 8 and minor in (5, 6):
+            return "jetson-jp5", ""
+        if major == 10:
+            return ("jetson-jp6" if minor < 13 else "jetson-jp7") if jetson else "x86-trt10", ""
+        if major == 11:
+            return "x86-trt11", ""
+        return None, f"TensorRT {trt.version} is not a bundle target"
+    rtx = status.get("tensorrt-rtx")
+    if rtx is not None and rtx.can_run:
+        return "rtx", ""
+    return None, "neither tensorrt nor tensorrt-rtx can run here"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def check_bundles(run_dir: Path, target: str, batches: tuple[int, ...]) -> dict[str, Any]:
+    """Write fp16 and int8 bundles of the subnet for ``target``; run each bundle's build.sh and check.py here."""
+    import os
+    import subprocess
+    import tempfile
+
+    from ofb_deploy.bundle import BundleConfig, make_bundle
+
+    results: dict[str, Any] = {}
+    env = {**os.environ, "PYTHON": sys.executable}
+    with tempfile.TemporaryDirectory(prefix="ofb-gpu-bundle-") as work:
+        for precision in ("fp16", "int8"):
+            out = Path(work) / precision
+            entry: dict[str, Any] = {"target": target}
+            try:
+                doc = make_bundle(run_dir, out, BundleConfig(target, precision, batches))
+                entry["top1_ort_cpu"] = doc["top1_ort_cpu"]
+            except OfbError as exc:
+                results[precision] = {**entry, "passed": False, "error": str(exc)}
+                continue
+            build = subprocess.run(["bash", str(out / "build.sh")], capture_output=True, text=True, env=env)
+            entry["build"] = {"rc": build.returncode, "message": _last_line(build.stderr)}
+            if build.returncode == 0:
+                entry["sidecar"] = json.loads((out / "engine" / "model.plan.json").read_text())
+                cmd = [sys.executable, str(out / "check.py"), "--backend", "tensorrt"]
+                checked = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                entry["check"] = {"rc": checked.returncode, "message": _last_line(checked.stdout + checked.stderr)}
+            entry["passed"] = build.returncode == 0 and entry["check"]["rc"] == 0
+            log.info("bundle %s %s: %s", target, precision, entry.get("check", entry["build"])["message"])
+            results[precision] = entry
+    return results
 
 
 def check(run_dir: Path, batches: tuple[int, ...], backends: list[str]) -> dict[str, Any]:
@@ -145,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     doc |= {"gpu": gpu, "driver": machine.get("gpu_driver"), "machine": machine}
     doc["libraries"] = {name: s.version for name, s in status.items()}
     doc["not_runnable"] = {b: status[b].reason for b in GPU_BACKENDS if b not in backends}
-    doc |= result | {"seconds": round(time.perf_counter() - started, 1)}
+    target, why = bundle_target(status)
+    bundles = check_bundles(args.run_dir, target, parse_batches(args.batches)) if target else {"skipped": why}
+    doc |= result | {"bundles": bundles, "seconds": round(time.perf_counter() - started, 1)}
     atomic_write_json(args.out, doc)
     failed = [e["key"] + ":" + e["role"] for e in result["engines"] if not e.get("parity", {}).get("passed", False)]
+    failed += [f"bundle {k}" for k, e in bundles.items() if isinstance(e, dict) and not e.get("passed", False)]
     log.info("gpu-check: %d engines, parity failed for %s -> %s", len(result["engines"]), failed or "none", args.out)
     return 1 if failed else 0
 

@@ -21,6 +21,8 @@ stages import it, and it imports no stage. Layout of a run directory::
                 latency_budgets/{key}.json (ofb-latency's budget for one OFB architecture)
       sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
+A deployment bundle (``ofb-deploy bundle``, any folder) holds the files of ``BUNDLE_FILES``.
+
 A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and
 ``<stem>.safetensors`` with ``stem`` one of ``MODEL_STEMS``. A stage is done when ``state.json`` records it with
 the hash of its inputs; the pipeline skips it while that hash is unchanged. Writes are atomic (``utils.io``).
@@ -158,6 +160,49 @@ def latency_table_path(cache_dir: str | Path, model: str, digest: str) -> Path:
 def profile_graph(work_dir: str | Path, name: str) -> Path:
     """Scratch ONNX of one profiled part or whole model."""
     return Path(work_dir) / f"{name}.onnx"
+
+
+# -- a deployment bundle (`ofb-deploy bundle`) -----------------------------------------------------------------------
+# what the bundle command writes, by role; its build.sh, run.py and check.py read these names from manifest.json
+BUNDLE_FILES = {
+    "onnx": "model.onnx",  # float32, in the target's form (opset 17 LayerNormalization, or decomposed at 16)
+    "onnx_fp16": "model.fp16.onnx",  # float16 with LayerNorm/Softmax/I-O in float32
+    "onnx_int8": "model.int8.onnx",  # QDQ (explicit INT8)
+    "calib_cache": "calib.cache",  # TensorRT implicit-INT8 calibration cache (TensorRT 8.x/10)
+    "fp32_layers": "fp32_layers.txt",  # TensorRT 8.5 fp16/int8: the decomposed LayerNorm layers kept in fp32
+    "build_sh": "build.sh",
+    "builder": "build_engine.py",  # the Python builder build.sh falls back to without trtexec
+    "runtime": "bundle_runtime.py",  # what run.py and check.py share (TensorRT via ctypes CUDA, or ORT)
+    "run": "run.py",
+    "check": "check.py",
+    "golden_inputs": "golden/inputs.npy",
+    "golden_labels": "golden/labels.npy",
+    "golden_reference": "golden/reference.npy",
+    "golden_meta": "golden/golden.json",
+    "engine_dir": "engine",  # build.sh writes the engine, its sidecar and the timing cache here on the device
+    "triton": "triton",
+    "deepstream_config": "deepstream/config_infer.txt",
+    "deepstream_labels": "deepstream/labels.txt",
+    "manifest": "manifest.json",
+    "readme": "README.md",
+}
+TRITON_CONFIG = "config.pbtxt"
+TRITON_LABELS = "labels.txt"
+TRITON_NOTE = "README.txt"  # in the version folder: where the engine built on the device goes
+TRITON_VERSION = "1"  # Triton model repository: <model>/<version>/<the platform's default model file>
+TRITON_MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}
+
+
+def bundle_file(root: str | Path, key: str) -> Path:
+    """A file of a bundle folder (``BUNDLE_FILES``)."""
+    if key not in BUNDLE_FILES:
+        raise ArtifactError(f"unknown bundle file {key!r}; files: {', '.join(BUNDLE_FILES)}")
+    return Path(root) / BUNDLE_FILES[key]
+
+
+def triton_model_dir(root: str | Path, model: str) -> Path:
+    """``triton/<model>/`` of a bundle: ``config.pbtxt`` and the version folder ``1/``."""
+    return bundle_file(root, "triton") / model
 
 
 # -- the run directory -----------------------------------------------------------------------------------------------

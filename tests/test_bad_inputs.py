@@ -26,6 +26,7 @@ from ofb_deploy.slicing import slice_handwritten
 
 RUN = ["run", "--preset", "quick", "--out", "{tmp}/out"]  # the quick preset into a fresh folder
 SLICED, EMPTY, SEARCHED = "{w}/sliced", "{w}/empty_run", "{w}/searched"  # shared run folders
+BUNDLE = ["bundle", "{w}/dense", "--out", "{tmp}/out"]  # a bundle of the dense test_vit into a fresh folder
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,26 @@ CASES: dict[str, Case] = {
     "compare_seeds_not_ints": Case(["compare", SLICED, "--seeds", "a,b"], "compare.seeds[0] = 'a'", SLICED),
     "compare_unknown_method": Case(["compare", SLICED, "--methods", "prune-all"], "'ofb', 'magnitude'", SLICED),
     "sweep_repeated_target": Case(["sweep", SLICED, "--target-flops", "0.5,0.5"], "distinct", watch=SLICED),
+    # -- bundle, export --quantizer -------------------------------------------------------------------------------
+    "bundle_unknown_target": Case([*BUNDLE, "--target", "jetson-nano"], "unknown jetson-nano"),
+    "bundle_two_device_targets": Case([*BUNDLE, "--target", "jetson-jp6,rtx"], "names 2 device targets"),
+    "bundle_layout_without_target": Case([*BUNDLE, "--target", "triton"], "names 0 device targets"),
+    "bundle_fp32": Case([*BUNDLE, "--target", "rtx", "--precision", "fp32"], "--precision 'fp32'"),
+    "bundle_unknown_quantizer": Case([*BUNDLE, "--target", "rtx", "--quantizer", "best"], "--quantizer 'best'"),
+    "bundle_modelopt_for_trt85": Case(
+        [*BUNDLE, "--target", "jetson-jp5", "--precision", "int8", "--quantizer", "modelopt"], "does not parse"
+    ),
+    "bundle_bad_batch": Case([*BUNDLE, "--target", "rtx", "--batch", "1,x"], "--batch = '1,x'"),
+    "bundle_zero_golden_images": Case([*BUNDLE, "--target", "rtx", "--golden-images", "0"], "at least 1"),
+    "bundle_without_out": Case(["bundle", "{w}/dense", "--target", "rtx"], "give RUN"),
+    "bundle_missing_run": Case(["bundle", "{tmp}/nowhere", "--target", "rtx", "--out", "{tmp}/out"], "not found"),
+    "bundle_run_without_subnet": Case(["bundle", EMPTY, "--target", "rtx", "--out", "{tmp}/out"], "no subnet model"),
+    "bundle_out_not_empty": Case(
+        ["bundle", "{w}/dense", "--target", "rtx", "--out", SLICED], "is not empty", watch=SLICED
+    ),
+    "export_unknown_quantizer": Case(
+        ["export", "{w}/dense", "--int8", "--quantizer", "trt", "--out", "{tmp}/out"], "'trt' is not one of"
+    ),
 }
 
 
@@ -283,7 +304,7 @@ def test_the_battery_has_at_least_35_cases_across_every_command() -> None:
     commands = {case.argv[0] for case in CASES.values()}
     assert len(CASES) >= 35
     assert commands >= {"run", "config", "train", "search", "slice", "finetune", "export", "build", "bench",
-                        "validate", "report", "compare", "sweep"}  # fmt: skip
+                        "validate", "report", "compare", "sweep", "bundle"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

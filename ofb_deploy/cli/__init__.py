@@ -26,6 +26,7 @@ from ofb_deploy.cli import slice as _slice  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import finetune as _finetune  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import export as _export  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import build as _build  # noqa: E402,F401  isort: skip
+from ofb_deploy.cli import bundle as _bundle  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import bench as _bench  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import validate as _validate  # noqa: E402,F401  isort: skip
 from ofb_deploy.cli import report as _report  # noqa: E402,F401  isort: skip

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ofb_deploy.choices import Quantizer
 from ofb_deploy.cli._app import ALL_HELP, app, console
 from ofb_deploy.export.config import ExportConfig
 
@@ -34,6 +35,9 @@ def export_cli(
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17: LayerNorm as one op).")] = E("opset"),
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write the float16 ONNX.")] = E("fp16"),
     int8: Annotated[bool, typer.Option("--int8", help="Also write the QDQ INT8 ONNX (calibrated).")] = E("int8"),
+    quantizer: Annotated[
+        Quantizer, typer.Option(help="Who writes the INT8 ONNX: ONNX Runtime static quantization, or NVIDIA ModelOpt.")
+    ] = E("quantizer"),
     out: Annotated[Path | None, typer.Option(help="Output folder for a model folder (default: the folder).")] = None,
     parity_images: Annotated[str, typer.Option(help=f"Validation images compared against PyTorch: {ALL_HELP}.")] = str(
         E("parity_images")
@@ -44,7 +48,7 @@ def export_cli(
     from ofb_deploy.errors import ConfigError
     from ofb_deploy.export.run import export_model_dir, export_run
 
-    config = ExportConfig(opset=opset, fp16=fp16, int8=int8, parity_images=parity_images)
+    config = ExportConfig(opset=opset, fp16=fp16, int8=int8, parity_images=parity_images, quantizer=quantizer)
     if model_stem(target) is not None:
         doc = export_model_dir(target, out, config)
     elif out is not None:

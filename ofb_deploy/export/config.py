@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, Field
 
+from ofb_deploy.choices import Quantizer
 from ofb_deploy.utils.config import ConfigModel, ImageCount, Int
 
 MIN_OPSET = 17  # LayerNormalization is one op from opset 17 (a decomposed LayerNorm overflows in FP16)
@@ -33,6 +34,8 @@ class ExportConfig(ConfigModel):
         fp16: also write the float16 ONNX (the pipeline also writes it when the build needs it).
         int8: also write the QDQ INT8 ONNX (the pipeline also writes it when the build needs it).
         parity_images: validation images each ONNX is compared on against PyTorch (``all``: every one).
+        quantizer: who writes the QDQ INT8 ONNX: ONNX Runtime static quantization (``ort``) or NVIDIA ModelOpt
+            (``modelopt``, needs ``pip install 'ofb-deploy[modelopt]'``).
     """
 
     SECTION: ClassVar[str] = "export"
@@ -41,3 +44,4 @@ class ExportConfig(ConfigModel):
     fp16: bool = False
     int8: bool = False
     parity_images: ImageCount = PARITY_IMAGES
+    quantizer: Quantizer = Quantizer.ORT

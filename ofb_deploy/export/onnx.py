@@ -154,7 +154,13 @@ def _value_info(value: Any) -> dict[str, Any]:
     return {"shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name}
 
 
-def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
+def convert_fp16(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    keep_nodes: tuple[str, ...] = (),
+    require_layernorm: bool = True,
+) -> dict[str, Any]:
     """Write a float16 copy of ``src`` keeping LayerNorm, Softmax and the inputs/outputs in float32.
 
     This is what strongly typed TensorRT 11 / TensorRT-RTX build an FP16 engine from. Casts are
@@ -163,6 +169,8 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     Args:
         src: the float32 ONNX.
         dst: destination (written atomically).
+        keep_nodes: names of further nodes kept in float32 (a LayerNorm decomposed into primitive ops).
+        require_layernorm: ``check_onnx``'s check that LayerNorm is one op (off for a decomposed LayerNorm).
     """
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -171,13 +179,15 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FLOAT32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # it warns about values clamped to the fp16 range, which is the intent
-        half = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=False)
+        half = convert_float_to_float16(
+            proto, keep_io_types=True, op_block_list=block, node_block_list=list(keep_nodes), disable_shape_infer=False
+        )
     _toposort(half.graph)
     # NOTE: stale float32 value_info from the exporter contradicts the new float16 types; re-infer instead
     del half.graph.value_info[:]
     with atomic_path(dst) as tmp:
         onnx.save(half, str(tmp))
-        info = check_onnx(tmp)
+        info = check_onnx(tmp, require_layernorm=require_layernorm)
     return info
 
 

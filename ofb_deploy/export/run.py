@@ -3,8 +3,9 @@
 Each ONNX is written to a temporary file, checked (``check_onnx``), run in ONNX Runtime on real images from the
 model's data and compared with eager PyTorch (max, mean and p99 abs error, cosine, top-1 agreement). Only a
 file within tolerance is renamed into place; otherwise ``ParityError`` and no artifact.
-``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``); the numbers go to the
-export record (``artifacts.export_record``).
+``--fp16`` adds the float16 ONNX, ``--int8`` the QDQ ONNX (``ofb_deploy.calibrate``: ONNX Runtime static
+quantization, or NVIDIA ModelOpt with ``--quantizer modelopt``); the numbers go to the export record
+(``artifacts.export_record``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def export_model(
     calib_images: int | None = None,
     cache_dir: Path | None = None,
     reuse_fp32: bool = False,
+    quantizer: str = "ort",
 ) -> dict[str, Any]:
     """Export one model folder to the ONNX files named in ``paths`` (keys ``fp32`` and optional ``fp16``/``int8``).
 
@@ -94,6 +96,7 @@ def export_model(
         calib_images: calibration images for int8 (default: the data config's ``calib_size``).
         cache_dir: where calibration results are cached (int8).
         reuse_fp32: keep an existing fp32 file (its parity is in the export record) and only derive the others.
+        quantizer: ``ort`` (ONNX Runtime static quantization) or ``modelopt`` (NVIDIA ModelOpt's ONNX PTQ).
     """
     model = load_model_dir(model_dir).eval()
     data = model_data(model_dir) if data is None else as_config(data)
@@ -110,18 +113,47 @@ def export_model(
             paths["fp16"], lambda tmp: convert_fp16(paths["fp32"], tmp), parity, "fp16", what
         )
     if "int8" in paths:
-        from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
-        from ofb_deploy.export.onnx import check_onnx
+        from ofb_deploy.calibrate import CalibrationSource
 
         n_calib = calib_images or getattr(data, "calib_size", 512)
         source = CalibrationSource.from_data(data, model.spec, num_images=n_calib, seed=getattr(data, "seed", 0))
-
-        def make_int8(tmp: Path) -> dict[str, Any]:
-            info = quantize_qdq(paths["fp32"], tmp, source, cache_dir=cache_dir)
-            return {**check_onnx(tmp), "quantization": info}
-
+        make_int8 = lambda tmp: quantize_int8(paths["fp32"], tmp, source, quantizer, cache_dir)  # noqa: E731
         result["int8"] = _checked_write(paths["int8"], make_int8, parity, "int8", what)
     return result
+
+
+def quantize_int8(
+    fp32: Path,
+    out: Path,
+    source: Any,
+    quantizer: str = "ort",
+    cache_dir: Path | None = None,
+    high_precision: str = "fp32",
+    require_layernorm: bool = True,
+) -> dict[str, Any]:
+    """Write the QDQ INT8 ONNX of ``fp32`` with ``quantizer``; ``check_onnx``'s summary plus the quantization record.
+
+    Args:
+        fp32: the float32 ONNX.
+        out: destination (the caller renames it into place after the parity check).
+        source: a ``CalibrationSource``.
+        quantizer: ``ort`` or ``modelopt``.
+        cache_dir: where calibration results are cached.
+        high_precision: ModelOpt only: ``fp32`` or ``fp16`` for the layers it leaves unquantized.
+        require_layernorm: ``check_onnx``'s check that LayerNorm is one op (off for a decomposed LayerNorm).
+    """
+    from ofb_deploy.choices import Quantizer
+    from ofb_deploy.export.onnx import check_onnx
+
+    if Quantizer(quantizer) is Quantizer.MODELOPT:
+        from ofb_deploy.calibrate.modelopt import quantize_modelopt
+
+        info = quantize_modelopt(fp32, out, source, high_precision=high_precision, cache_dir=cache_dir)
+    else:
+        from ofb_deploy.calibrate import quantize_qdq
+
+        info = {"quantizer": "ort", **quantize_qdq(fp32, out, source, cache_dir=cache_dir)}
+    return {**check_onnx(out, require_layernorm=require_layernorm), "quantization": info}
 
 
 def _roles(run_dir: RunDir) -> list[str]:
@@ -141,6 +173,7 @@ def export_run(run_dir: RunDir, config: ExportConfig | None = None, **options: A
     """
     config = (config or ExportConfig()).replace(**options)
     opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
+    _check_quantizer(config)
     doc: dict[str, Any] = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)"}
     doc["tolerances"] = TOLERANCES
     hashes = {}
@@ -150,13 +183,27 @@ def export_run(run_dir: RunDir, config: ExportConfig | None = None, **options: A
         precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
         paths = {p: run_dir.onnx_path(role, p) for p in precisions}
         doc[role] = export_model(
-            model_dir, paths, opset=opset, data=data, parity_images=parity_images, cache_dir=run_dir.calib_dir
+            model_dir,
+            paths,
+            opset=opset,
+            data=data,
+            parity_images=parity_images,
+            cache_dir=run_dir.calib_dir,
+            quantizer=config.quantizer,
         )
         hashes[role] = {p: doc[role][p]["sha256"] for p in precisions}
     atomic_write_json(run_dir.export_record_path, doc)
     summary = {role: {p: doc[role][p]["parity"]["top1_agreement"] for p in hashes[role]} for role in hashes}
     run_dir.mark_done("export", sha256_json({"opset": opset, "onnx": hashes}), top1_agreement=summary)
     return doc
+
+
+def _check_quantizer(config: ExportConfig) -> None:
+    """ModelOpt missing is a one-line error before any export work (only when INT8 is asked for)."""
+    if config.int8 and config.quantizer == "modelopt":
+        from ofb_deploy.calibrate.modelopt import modelopt_version
+
+        modelopt_version()
 
 
 def add_precision(run_dir: RunDir, role: str, precision: str) -> Path:
@@ -192,6 +239,7 @@ def export_model_dir(
     """
     config = (config or ExportConfig()).replace(**options)
     opset, fp16, int8, parity_images = config.opset, config.fp16, config.int8, config.parity_images
+    _check_quantizer(config)
     model_dir = Path(model_dir)
     read_model_dir_spec(model_dir)  # fails with one line on a folder that is not a model
     stem = model_stem(model_dir)
@@ -199,6 +247,9 @@ def export_model_dir(
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
     paths = {p: model_onnx(out, stem, p) for p in precisions}
     doc = {"schema_version": 1, "opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "tolerances": TOLERANCES}
-    doc[stem] = export_model(model_dir, paths, opset=opset, parity_images=parity_images, cache_dir=calib_cache_dir(out))
+    doc[stem] = export_model(
+        model_dir, paths, opset=opset, parity_images=parity_images, cache_dir=calib_cache_dir(out),
+        quantizer=config.quantizer,
+    )  # fmt: skip
     atomic_write_json(export_record(out), doc)
     return doc
