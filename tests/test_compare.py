@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,43 @@ from ofb_deploy.data import DataConfig
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.finetune import finetune_run
 from ofb_deploy.models import count_macs, create_model, load_model_dir
-from ofb_deploy.search import SearchConfig, run_search
+from ofb_deploy.search import SearchConfig, SpaceConfig, run_search
+from ofb_deploy.search.space import embed_candidates, mlp_candidates
 from ofb_deploy.slicing import slice_run
 from ofb_deploy.train import TrainConfig, train
 
+GRID = SpaceConfig(align=4, embed_min=0.375, mlp_min=0.125, mlp_steps=32)
+
 
 @pytest.mark.parametrize("name", ["vit_fmnist_tiny", "test_vit_rgb", "deit_tiny_patch16_224"])
-@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
-def test_uniform_widths_meet_the_macs_within_1pct(name: str, fraction: float) -> None:
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.7])
+@pytest.mark.parametrize("keep_embed", [True, False])
+def test_uniform_widths_are_on_the_grid_and_meet_the_macs(name: str, fraction: float, keep_embed: bool) -> None:
     spec = create_model(name).spec
     target = int(fraction * count_macs(spec).total)
-    counts = uniform_counts(spec, target)
-    assert counts["embed_dim"] == spec.embed_dim and len({json.dumps(b) for b in counts["blocks"]}) == 1
+    counts = uniform_counts(spec, target, GRID, keep_embed)
+    blocks = counts["blocks"]
+    assert {(b["heads"], b["head_dim"]) for b in blocks} == {(spec.num_heads[0], blocks[0]["head_dim"])}
+    mlps = sorted({b["mlp_hidden"] for b in blocks})
+    grid = mlp_candidates(spec.mlp_hidden[0], GRID)
+    assert set(mlps) <= set(grid) and (len(mlps) == 1 or grid.index(mlps[1]) == grid.index(mlps[0]) + 1)
+    assert counts["embed_dim"] in embed_candidates(spec.embed_dim, GRID) and blocks[0]["head_dim"] % GRID.align == 0
+    assert (counts["embed_dim"] == spec.embed_dim) == keep_embed or fraction > 0.9
     sub = spec.replace(
-        head_dim=tuple(b["head_dim"] for b in counts["blocks"]),
-        mlp_hidden=tuple(b["mlp_hidden"] for b in counts["blocks"]),
+        embed_dim=counts["embed_dim"],
+        head_dim=tuple(b["head_dim"] for b in blocks),
+        mlp_hidden=tuple(b["mlp_hidden"] for b in blocks),
     )
-    assert abs(count_macs(sub).total - target) <= MAC_TOLERANCE * target
+    assert abs(count_macs(sub).total - target) <= MAC_TOLERANCE / 2 * target
+
+
+def test_keep_embed_uniform_widths_at_25pct_need_head_dim_4() -> None:
+    """On an align-8 grid every head keeps at least 8 channels: at 25% the MLP would have to vanish."""
+    spec = create_model("vit_fmnist_tiny").spec
+    target = int(0.25 * count_macs(spec).total)
+    assert uniform_counts(spec, target, GRID, keep_embed=True)["blocks"][0]["head_dim"] == 4
+    with pytest.raises(ConfigError, match="finer grid"):
+        uniform_counts(spec, target, SpaceConfig(align=8), keep_embed=True)
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.5])
@@ -67,7 +86,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Run
     data = DataConfig(root=str(fmnist_root), train_size=384, val_size=128)
     train("test_vit", data, run.dense_dir, TrainConfig(epochs=1, batch_size=32, lr=3e-3))
     run.mark_done("train", "fixture")
-    run_search(run, SearchConfig(epochs=1, batch_size=32, prune_every=3, warmup_epochs=0.3), data=data)
+    run_search(run, SearchConfig(epochs=1, batch_size=32, align=4, mlp_steps=16), data=data)
     slice_run(run)
     finetune_run(run, TrainConfig(epochs=1, batch_size=32, lr=1e-3), data=data)
     return run
@@ -78,7 +97,12 @@ def test_compare_holds_every_method_at_equal_macs_and_epochs(tiny_run: RunDir) -
     assert recipe.budget_epochs == 2 and recipe.search_passes == pytest.approx(1.0)
     config = CompareConfig(seeds=(0,), batches=(1, 4), warmup_s=0.01, min_iters=2, min_time_s=0.02, rounds=2)
     doc = compare_run(tiny_run, config)
-    assert set(doc["methods"]) == {"ofb", "magnitude", "torch-pruning", "scratch"}
+    assert set(doc["methods"]) == {"ofb", "uniform-keep-embed", "uniform", "torch-pruning", "scratch"}
+    paired = doc["checks"]["paired"]
+    for method in ("uniform-keep-embed", "uniform", "torch-pruning", "scratch"):
+        top1 = doc["methods"][method]["seeds"]["0"]["top1"]
+        assert paired[method]["seeds"]["0"] == pytest.approx(doc["methods"]["ofb"]["seeds"]["0"]["top1"] - top1)
+        assert doc["checks"]["ofb_at_or_above"][method] == (paired[method]["mean"] >= 0)
     assert doc["checks"]["equal_macs_within_1pct"] and doc["checks"]["equal_epochs"]
     ofb = doc["methods"]["ofb"]["seeds"]["0"]
     assert ofb["reused"] and ofb["model_dir"] == str(tiny_run.finetune_dir)

@@ -68,7 +68,8 @@ def test_layers_merge_section_by_section(tmp_path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text("search: {epochs: 4}\ntargets:\n")
     config = load_config("quick", path, {"search": {"prune_every": 7}}, ["search.epochs=5"], check=False)
-    assert (config.search.epochs, config.search.prune_every, config.search.finalize_at) == (5, 7, 0.7)  # quick
+    assert (config.search.epochs, config.search.prune_every) == (5, 7)
+    assert config.data.train_size == 8000  # the quick preset's, under the file and the flags
     assert config.targets == TargetsConfig()  # `targets:` with nothing under it: no targets
 
 

@@ -124,3 +124,25 @@ def test_finetune_under_torchrun_prints_its_summary_once(sliced_run: RunDir, tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("fine-tuned") == 1, proc.stdout
     assert read_json(sliced_run.finetune_dir / "subnet.json")["metrics"]["world_size"] == 2
+
+
+def test_precomputed_teacher_logits_match_the_teacher_and_skip_its_passes(fmnist_root: Path) -> None:
+    """Without augmentation the teacher runs once over the training set; later batches only look its logits up."""
+    from ofb_deploy.data import DataConfig, build_loader, build_splits
+
+    torch.manual_seed(0)
+    teacher = create_model("test_vit").eval()
+    train = build_splits(DataConfig(root=str(fmnist_root), train_size=300), teacher.spec, train_augment=False).train
+    calls: list[int] = []
+    teacher.register_forward_hook(lambda _m, inputs, _o: calls.append(len(inputs[0])))
+    cached, plain = DistillLoss(teacher, DistillConfig(), train), DistillLoss(teacher, DistillConfig())
+    student = create_model("test_vit").eval()
+    for epoch in range(2):
+        for images, labels in build_loader(train, 64, train=True, workers=0, seed=epoch):
+            logits = student(images)
+            before = len(calls)
+            ours = cached(logits, images, labels)
+            if epoch == 1:
+                assert len(calls) == before  # no teacher pass after the precomputation
+            torch.testing.assert_close(ours, plain(logits, images, labels), atol=1e-5, rtol=1e-5)
+    assert calls[:2] == [256, 44]  # the precomputation: fixed chunks over the 300 images

@@ -196,9 +196,9 @@ def make_baseline(
         student = scratch_subnet(spec, seed)
     else:
         raise ConfigError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
-    splits = build_splits(recipe.data, student.spec)
     teacher = load_teacher(recipe.run_dir, None, student)
     config = recipe.finetune.replace(epochs=recipe.budget_epochs, seed=seed)
+    splits = build_splits(recipe.data, student.spec, train_augment=config.augment)
     meta = {"source_model": method, "data": recipe.data.to_dict(), "teacher": str(recipe.dense_dir)}
     metrics = finetune_model(student.train(), splits, folder, config, teacher=teacher, resume=True, meta=meta,
                              state_path=folder / METHOD_FILES["state"])  # fmt: skip

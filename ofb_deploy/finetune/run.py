@@ -27,6 +27,8 @@ from ofb_deploy.utils.io import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 
+TEACHER_TABLE_FLOATS = 2**26  # at most 256 MB of precomputed teacher logits (ImageNet-1k's would be 5 GB)
+
 
 def load_teacher(run_dir: RunDir, teacher: str | Path | None, student: nn.Module) -> nn.Module | None:
     """The dense teacher (``None`` for ``"none"``); it must see the same inputs and predict the same classes.
@@ -72,7 +74,7 @@ def finetune_run(
     teach = load_teacher(run_dir, teacher, student)
     distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
     cfg = run_data(run_dir, data)
-    splits = build_splits(cfg, student.spec)
+    splits = build_splits(cfg, student.spec, train_augment=config.augment)
     if splits.num_classes != student.spec.num_classes:
         raise ConfigError(f"data has {splits.num_classes} classes, the subnet {student.spec.num_classes}")
     out = run_dir.stage_dir("finetune", create=True)
@@ -124,7 +126,10 @@ def finetune_model(
         state_path: resume state file.
     """
     distill = distill or DistillConfig(label_smoothing=config.label_smoothing)
-    loss = DistillLoss(teacher, distill) if teacher is not None else None
+    # without augmentation the teacher's logits are computed once per image (``DistillLoss``), if they fit in memory
+    fits = len(splits.train) * splits.num_classes <= TEACHER_TABLE_FLOATS
+    cached = splits.train if not config.augment and fits else None
+    loss = DistillLoss(teacher, distill, cached) if teacher is not None else None
     meta = {**(meta or {}), "distill": distill.to_dict() if teacher is not None else None}
     return train_model(student, splits, Path(out_dir), config, resume=resume, loss_fn=loss, stem=SUBNET_STEM,
                        meta=meta, state_path=state_path, description="finetune")  # fmt: skip

@@ -191,8 +191,11 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
     cfg, net = state.config, state.supernet
     stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, state.epoch + cfg.stop_after_epochs)
     n = state.steps_per_epoch
-    if state.finalize_step == 0 and not net.all_final:
-        log.info("chose %s jointly before the first step", ", ".join(state.finalize_open(-1, 0.0)))
+    if state.finalize_step == 0 and not net.all_final and not state.trials:
+        if state.begin_trials():
+            log.info("training %d measured candidates side by side", len(state.trials))
+        else:
+            log.info("chose %s jointly before the first step", ", ".join(state.finalize_open(-1, 0.0)))
     with make_progress() as progress:
         task = progress.add_task("search", total=cfg.epochs * n, completed=state.epoch * n, info="")
         while state.epoch < stop:
@@ -203,6 +206,10 @@ def _run_epochs(state: SearchState, loader: Any, state_path: Path, inputs_hash: 
             terms: dict[str, float] = {}
             for i, (x, y) in enumerate(loader):
                 t, step = epoch + i / n, epoch * n + i
+                if state.trials:
+                    terms = state.trial_step(x.to(device), y.to(device), step)
+                    progress.advance(task)
+                    continue
                 terms = state.step(x.to(device), y.to(device), step, t)
                 if (step + 1) % cfg.prune_every == 0:
                     for change in state.prune(step, t):
@@ -232,7 +239,7 @@ def _prepare(
     dense_macs = count_macs(spec).total
     target = None if config.target_flops is None else resolve_flops_target(config.target_flops, spec, config.space())
     latency = resolve_latency(config, spec)
-    splits = build_splits(cfg_data, spec)
+    splits = build_splits(cfg_data, spec, train_augment=config.augment)
     device = init_distributed()  # after the inputs are checked: a bad one fails before any setup
     if device.type == "cpu":
         set_cpu_threads()
