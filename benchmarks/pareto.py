@@ -34,8 +34,8 @@ from ofb_deploy.utils.io import atomic_write_json, read_json  # noqa: E402
 
 log = logging.getLogger("pareto")
 
-# the width grid every method uses: head dims {4, 8, 12, 16}, embed 24..64 step 4, MLP 32..256 step 8
-GRID = ["search.align=4", "search.embed_min=0.375", "search.mlp_min=0.125", "search.mlp_steps=32"]
+# the width grid every method uses: head dims {4, 8, 12, 16}, embed 24..64 step 4, MLP 8..256 step 8
+GRID = ["search.align=4", "search.embed_min=0.375"]
 PLAN = {"0.25": (0, 1, 2), "0.35": (0, 1), "0.5": (0, 1, 2)}
 METHODS = ("ofb", "uniform-keep-embed", "uniform")
 EXTRA = {"torch-pruning": (0,), "scratch": (0,)}  # seed 0 only

@@ -166,8 +166,8 @@ class SearchConfig(ConfigModel):
     grad_clip: PositiveFloat | None = None
     align: PositiveInt = 8
     embed_min: WidthFraction = 0.5
-    mlp_min: WidthFraction = 0.25
-    mlp_steps: PositiveInt = 8
+    mlp_min: WidthFraction = 0.03125  # 1/32: a floor so low that any MLP with some use ends above it (planted check)
+    mlp_steps: PositiveInt = 32
     train_size: ImageCount = None
     seed: NonNegativeInt = 0
     workers: NonNegativeInt = 0

@@ -42,8 +42,8 @@ class SpaceConfig(ConfigModel):
 
     align: PositiveInt = 8
     embed_min: WidthFraction = 0.5
-    mlp_min: WidthFraction = 0.25
-    mlp_steps: PositiveInt = 8
+    mlp_min: WidthFraction = 0.03125
+    mlp_steps: PositiveInt = 32
 
 
 def _aligned_range(full: int, low: float, align: int) -> list[int]:
