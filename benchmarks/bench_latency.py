@@ -54,7 +54,7 @@ CASES: dict[str, dict[str, Any]] = {
 def run_case(name: str, case: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Make dense and subnet model folders and ONNX files, then time them interleaved."""
     from ofb_deploy.artifacts import model_onnx
-    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.onnxtools.export import export_onnx
     from ofb_deploy.slicing import load_subnet, slice_handwritten
     from ofb_deploy.validate.bench import bench
 
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ofb_deploy.timing.latency import machine_info
     from ofb_deploy.utils.config import parse_batches
-    from ofb_deploy.validate.latency import machine_info
 
     try:
         args.batches = parse_batches(args.batches)

@@ -44,9 +44,9 @@ def _rel_errors(pred: np.ndarray, real: np.ndarray) -> dict[str, float]:
 def _export_subnets(name: str, spec: Any, samples: int, work: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     """Dense and ``samples`` random subnets (seed 0, not the profile's FIT_SEED), exported once for every run."""
     from ofb_deploy.artifacts import profile_graph
-    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.models.space import SpaceConfig, random_subnet
     from ofb_deploy.models.vit import OfbViT
-    from ofb_deploy.search.space import SpaceConfig, random_subnet
+    from ofb_deploy.onnxtools.export import export_onnx
 
     rng = random.Random(0)
     specs = {"dense": spec} | {f"random{i}": random_subnet(spec, SpaceConfig(), rng) for i in range(samples)}
@@ -60,8 +60,8 @@ def _export_subnets(name: str, spec: Any, samples: int, work: Path) -> tuple[dic
 def _time_twice(paths: dict[str, Path], spec: Any, threads: int, args: argparse.Namespace) -> list[dict[str, float]]:
     """Two interleaved passes over every model: their mean is the measurement, their gap the noise floor."""
     from ofb_deploy.engines import make_runner
-    from ofb_deploy.models.vit import INPUT_NAME
-    from ofb_deploy.validate.interleaved import measure_interleaved
+    from ofb_deploy.models.io import INPUT_NAME
+    from ofb_deploy.timing.interleaved import measure_interleaved
 
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(
         (args.batch, spec.in_chans, spec.img_size, spec.img_size), dtype=np.float32)}  # fmt: skip

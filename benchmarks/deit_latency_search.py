@@ -35,8 +35,8 @@ def _time_together(onnx: dict[str, Path], batch: int, threads: int) -> dict[str,
     import numpy as np
 
     from ofb_deploy.engines import make_runner
-    from ofb_deploy.models.vit import INPUT_NAME
-    from ofb_deploy.validate.interleaved import measure_interleaved
+    from ofb_deploy.models.io import INPUT_NAME
+    from ofb_deploy.timing.interleaved import measure_interleaved
 
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)}
     runners = {label: make_runner("ort-cpu", path, threads=threads) for label, path in onnx.items()}
@@ -47,8 +47,8 @@ def _time_together(onnx: dict[str, Path], batch: int, threads: int) -> dict[str,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ofb_deploy.artifacts import RunDir, model_onnx
     from ofb_deploy.data import DataConfig
-    from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.models import count_macs, create_model, save_model_dir
+    from ofb_deploy.onnxtools.export import export_onnx
     from ofb_deploy.profile.measure import profile_model
     from ofb_deploy.search import SearchConfig, run_search
     from ofb_deploy.slicing import load_subnet, slice_handwritten, slice_run

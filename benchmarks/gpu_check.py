@@ -53,7 +53,8 @@ def ensure_onnx(run: Any) -> None:
 
 def build_all(run: Any, backends: list[str], batches: tuple[int, ...]) -> dict[str, str]:
     """Build each backend at each precision; one failure is recorded and the rest go on."""
-    from ofb_deploy.engines import PRECISIONS, build_run
+    from ofb_deploy.build import build_run
+    from ofb_deploy.engines import PRECISIONS
 
     builds = {}
     for backend in backends:
@@ -70,7 +71,7 @@ def build_all(run: Any, backends: list[str], batches: tuple[int, ...]) -> dict[s
 def judge(entries: list[dict[str, Any]]) -> None:
     """Add the tolerance and pass/fail of each engine's agreement with PyTorch (in place)."""
     from ofb_deploy.engines.sidecar import read_sidecar
-    from ofb_deploy.validate.compare import AccuracyReport, parity_tolerance
+    from ofb_deploy.onnxtools.parity import AccuracyReport, parity_tolerance
 
     for entry in entries:
         if "agreement" not in entry:
@@ -182,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ofb_deploy.engines import list_backends
     from ofb_deploy.engines.registry import cuda_device_name
+    from ofb_deploy.onnxtools.parity import GPU_BACKENDS
+    from ofb_deploy.timing.latency import machine_info
     from ofb_deploy.utils.config import parse_batches
     from ofb_deploy.utils.io import atomic_write_json
-    from ofb_deploy.validate.compare import GPU_BACKENDS
-    from ofb_deploy.validate.latency import machine_info
 
     gpu = cuda_device_name()
     if gpu is None:

@@ -32,9 +32,9 @@ def measure(model_dir: Path, data: object, val_size: int | None) -> dict:
     """Top-1 and agreement with fp32 of each quantizer's QDQ ONNX, on ORT CPU over the validation set."""
     from ofb_deploy.bundle.golden import golden_images, ort_logits
     from ofb_deploy.calibrate import CalibrationSource
-    from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.export.run import quantize_int8
     from ofb_deploy.models.checkpoint import load_model_dir
+    from ofb_deploy.onnxtools.export import export_onnx
 
     model = load_model_dir(model_dir).eval()
     spec = model.spec

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ofb_deploy.artifacts import RunDir  # noqa: E402
-from ofb_deploy.compare.methods import make_method, read_recipe  # noqa: E402
+from ofb_deploy.compare.methods import make_method  # noqa: E402
+from ofb_deploy.compare.recipe import read_recipe  # noqa: E402
 from ofb_deploy.compare.stats import paired_differences  # noqa: E402
 from ofb_deploy.utils.io import atomic_write_json, read_json  # noqa: E402
 

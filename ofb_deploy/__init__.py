@@ -13,8 +13,8 @@ __getattr__, __all__ = lazy_exports(
     __name__,
     {
         "build_engine": "engines",
-        "compare_outputs": "validate.compare",
-        "export_onnx": "export",
+        "compare_outputs": "onnxtools",
+        "export_onnx": "onnxtools",
         "export_run": "export",
         "list_backends": "engines",
         "make_runner": "engines",

@@ -44,7 +44,7 @@ def validated_run(tmp_path_factory: pytest.TempPathFactory, trained_test_vit_dir
     import shutil
 
     from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.engines import build_run
+    from ofb_deploy.build import build_run
     from ofb_deploy.export.run import export_run
     from ofb_deploy.slicing import slice_handwritten
     from ofb_deploy.utils.io import atomic_write_json

@@ -19,8 +19,8 @@ from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.checkpoint import save_state_dict
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.registry import build_model
+from ofb_deploy.models.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.profile.table import LatencyTable, arch_key
-from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 from ofb_deploy.utils.io import atomic_write_json
 

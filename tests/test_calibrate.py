@@ -11,7 +11,7 @@ import pytest
 from ofb_deploy import create_model
 from ofb_deploy.calibrate import CalibrationSource, QuantConfig, quantize_qdq
 from ofb_deploy.errors import BackendUnavailableError, ConfigError
-from ofb_deploy.export.onnx import export_onnx
+from ofb_deploy.onnxtools.export import export_onnx
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ofb_deploy.cli import main
-from ofb_deploy.validate.latency import collect_info
+from ofb_deploy.timing.latency import collect_info
 
 
 def test_info_reports_versions_and_devices(capsys) -> None:

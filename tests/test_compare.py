@@ -15,8 +15,8 @@ from ofb_deploy.data import DataConfig
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.finetune import finetune_run
 from ofb_deploy.models import count_macs, create_model, load_model_dir
+from ofb_deploy.models.space import embed_candidates, mlp_candidates
 from ofb_deploy.search import SearchConfig, SpaceConfig, run_search
-from ofb_deploy.search.space import embed_candidates, mlp_candidates
 from ofb_deploy.slicing import slice_run
 from ofb_deploy.train import TrainConfig, train
 

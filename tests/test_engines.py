@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 
 from ofb_deploy.artifacts import RunDir
+from ofb_deploy.build.run import build_run
 from ofb_deploy.cli import main
 from ofb_deploy.data import build_splits, make_reader, model_data
 from ofb_deploy.engines import list_backends, make_runner
-from ofb_deploy.engines.build import build_engine, build_run
+from ofb_deploy.engines.builder import build_engine
 from ofb_deploy.engines.config import TrtBuildConfig
+from ofb_deploy.engines.outputs import run_runners
 from ofb_deploy.engines.sidecar import check_sidecar, read_sidecar
 from ofb_deploy.engines.tensorrt_rtx import library_targets
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError, OfbError
 from ofb_deploy.export.run import export_model_dir
 from ofb_deploy.models.checkpoint import read_model_dir_spec
-from ofb_deploy.validate.compare import compare_outputs, parity_tolerance, run_runners
+from ofb_deploy.onnxtools.parity import compare_outputs, parity_tolerance
 
 RUNNABLE = [b.name for b in list_backends() if b.can_run]
 

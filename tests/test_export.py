@@ -15,8 +15,8 @@ from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError, ParityError
 from ofb_deploy.export import run as export_run_mod
-from ofb_deploy.export.onnx import check_onnx, convert_fp16, export_onnx
 from ofb_deploy.export.run import ParityChecker, export_model_dir, export_run
+from ofb_deploy.onnxtools.export import check_onnx, convert_fp16, export_onnx
 
 
 def _export_and_check(name: str, tmp_path: Path, fmnist_root: Path) -> None:

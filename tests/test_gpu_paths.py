@@ -16,16 +16,16 @@ from ofb_deploy.artifacts import RunDir
 from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
 from ofb_deploy.cli import main
 from ofb_deploy.engines import BACKENDS, list_backends, make_runner
-from ofb_deploy.engines.build import build_engine
+from ofb_deploy.engines.builder import build_engine
 from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.loaders import trt_provider_options
 from ofb_deploy.engines.ort import ort_session_for
-from ofb_deploy.engines.precision import check_build_precision, inspect_onnx_precision
 from ofb_deploy.engines.tensorrt import bind_tensors
 from ofb_deploy.engines.tensorrt_rtx import device_reason, engine_target_reason, library_targets, resolve_targets
 from ofb_deploy.engines.trt_build import make_builder_config, parse_onnx
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.export.onnx import convert_fp16, export_onnx
+from ofb_deploy.onnxtools.export import convert_fp16, export_onnx
+from ofb_deploy.onnxtools.precision import check_build_precision, inspect_onnx_precision
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from ofb_deploy.engines import make_runner
 from ofb_deploy.engines.base import Runner, TensorSpec
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import create_model, save_model_dir
-from ofb_deploy.models.vit import INPUT_NAME, OUTPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME, OUTPUT_NAME
+from ofb_deploy.timing.interleaved import measure_interleaved
+from ofb_deploy.timing.latency import LatencyReport, machine_info, measure_latency
 from ofb_deploy.utils.io import read_json
-from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
 
 
 class SleepRunner(Runner):
@@ -51,7 +51,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_path(model_dir: Path) -> Path:
-    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.onnxtools.export import export_onnx
 
     path = model_dir / "model.onnx"
     export_onnx(create_model("local-dir:" + str(model_dir)), path)

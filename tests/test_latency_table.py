@@ -16,10 +16,10 @@ from ofb_deploy.cli import main
 from ofb_deploy.data import DataConfig
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import create_model, get_arch_spec, save_model_dir
+from ofb_deploy.models.space import parse_latency
 from ofb_deploy.profile.table import LatencyTable
 from ofb_deploy.search import OfbSupernet, SearchConfig, run_search
 from ofb_deploy.search.cost import LatencyCost
-from ofb_deploy.search.space import parse_latency
 
 
 def test_table_round_trips_and_predicts_the_same(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError
+from ofb_deploy.report.report import build_report, check_targets, render_report
 from ofb_deploy.utils.io import atomic_write_json, read_json
-from ofb_deploy.validate.report import build_report, check_targets, render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,11 +7,11 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import count_macs, create_model, list_models
+from ofb_deploy.models.space import attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.search import OfbSupernet, SpaceConfig, build_supernet, parse_flops_target
 from ofb_deploy.search.losses import budget_loss, onehot_loss
 from ofb_deploy.search.masks import ChannelMask, HeadMask, staircase, staircase2d
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, mim_loss, random_token_mask
-from ofb_deploy.search.space import attn_candidates, embed_candidates, mlp_candidates
 
 
 def _random_alpha(mask, seed: int = 0) -> None:

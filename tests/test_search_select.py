@@ -10,7 +10,6 @@ import torch
 
 from ofb_deploy.artifacts import RunDir
 from ofb_deploy.data import DataConfig, build_splits
-from ofb_deploy.finetune.config import DistillConfig
 from ofb_deploy.models import count_macs, create_model, load_model_dir, save_model_dir
 from ofb_deploy.search import SearchConfig, SpaceConfig, build_supernet, run_search
 from ofb_deploy.search.cost import MacsCost
@@ -20,6 +19,7 @@ from ofb_deploy.search.run import init_scores_from_weights
 from ofb_deploy.search.select import HeldOut, held_out, neighbours, trial
 from ofb_deploy.slicing import slice_handwritten
 from ofb_deploy.slicing.run import load_subnet
+from ofb_deploy.train.config import DistillConfig
 
 
 def _net(name: str = "test_vit", space: SpaceConfig | None = None):

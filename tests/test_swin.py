@@ -334,7 +334,7 @@ def test_handwritten_swin_widths(tmp_path: Path, capsys: pytest.CaptureFixture[s
 # -- ONNX ---------------------------------------------------------------------------------------------------------
 def test_sliced_swin_exports_with_parity(tmp_path: Path) -> None:
     from ofb_deploy.engines import make_runner
-    from ofb_deploy.export.onnx import export_onnx
+    from ofb_deploy.onnxtools.export import export_onnx
 
     spec = get_arch_spec("swin_fmnist_tiny")
     run = RunDir(tmp_path / "run", create=True)

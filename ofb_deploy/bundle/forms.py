@@ -21,7 +21,7 @@ from typing import Any
 from ofb_deploy.bundle.targets import TargetSpec
 from ofb_deploy.choices import Precision, Quantizer
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.export.onnx import check_onnx, convert_fp16, export_onnx
+from ofb_deploy.onnxtools.export import check_onnx, convert_fp16, export_onnx
 
 log = logging.getLogger(__name__)
 

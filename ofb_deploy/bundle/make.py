@@ -301,7 +301,7 @@ def _golden(staging: Path, paths: dict[str, Path], keys: set[str], data: Any, sp
 def _layouts(staging: Path, choice: TargetChoice, plan: Any, name: str, spec: Any, io: dict, profile: tuple,
              info: Any) -> None:  # fmt: skip
     from ofb_deploy.bundle.layouts import deepstream_config, labels_text, triton_config, triton_note
-    from ofb_deploy.models.vit import OUTPUT_NAME
+    from ofb_deploy.models.io import OUTPUT_NAME
 
     classes = list(info.classes) or None
     if "triton" in choice.layouts:

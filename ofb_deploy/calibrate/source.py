@@ -20,7 +20,7 @@ import numpy as np
 
 from ofb_deploy.data.readers import ArrayReader
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME
 
 
 class OrtCalibrationReader:

@@ -47,7 +47,7 @@ def build_cli(
 ) -> None:
     """Build engines (and JSON sidecars) for every exported model of RUN_DIR."""
     from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.engines import build_run
+    from ofb_deploy.build import build_run
     from ofb_deploy.errors import ConfigError
 
     if list_:

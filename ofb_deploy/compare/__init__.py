@@ -11,9 +11,9 @@ __getattr__, __all__ = lazy_exports(
     {
         "METHODS": "methods",
         "CompareConfig": "config",
-        "RunRecipe": "methods",
+        "RunRecipe": "recipe",
         "compare_run": "run",
-        "read_recipe": "methods",
+        "read_recipe": "recipe",
         "sweep_run": "sweep",
     },
 )

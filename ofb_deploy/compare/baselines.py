@@ -24,8 +24,8 @@ import torch
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.flops import count_macs, macs_from_widths
+from ofb_deploy.models.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.models.vit import Attention, OfbViT
-from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.utils.io import atomic_write_json
 
 MAC_TOLERANCE = 0.01  # every method is held within 1% of the OFB subnet's MACs

@@ -28,15 +28,17 @@ from typing import Any
 
 from ofb_deploy.artifacts import METHOD_FILES
 from ofb_deploy.compare.config import CompareConfig
+from ofb_deploy.compare.recipe import RunRecipe, method_result, nested_run
 from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.profile.measure import profile_model
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_json
 from ofb_deploy.utils.threads import cpu_threads
 
 
-def check_latency_backend(recipe: Any) -> None:
+def check_latency_backend(recipe: RunRecipe) -> None:
     """``ofb-latency`` times its budget and its result on ORT CPU: a run searched for another backend fails."""
     if recipe.search.latency_backend != "ort-cpu":
         raise ConfigError(
@@ -49,7 +51,7 @@ def check_latency_backend(recipe: Any) -> None:
 BUDGET_PASSES = 3
 
 
-def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> dict[str, Any]:
+def latency_budget(recipe: RunRecipe, ofb: dict[str, Any], timing: CompareConfig) -> dict[str, Any]:
     """The OFB subnet's latency as a share of the dense model's: predicted by the table, and measured now.
 
     One budget per OFB architecture (and table), shared by every seed that searched the same widths (read back
@@ -58,12 +60,10 @@ def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> d
     ``BUDGET_PASSES`` passes, each an interleaved timing of both models with new sessions.
 
     Args:
-        recipe: the run's recipe (``methods.RunRecipe``).
+        recipe: the run's recipe (``recipe.RunRecipe``).
         ofb: the OFB result at this seed.
         timing: the compare's timing settings and threads (its batches give way to the table's batch).
     """
-    from ofb_deploy.profile.measure import profile_model
-
     search = recipe.search
     check_latency_backend(recipe)
     dense = load_model_dir(recipe.dense_dir)
@@ -116,7 +116,7 @@ def latency_budget(recipe: Any, ofb: dict[str, Any], timing: CompareConfig) -> d
 
 
 def make_ofb_latency(
-    recipe: Any,
+    recipe: RunRecipe,
     folder: Path,
     seed: int,
     ofb: dict[str, Any],
@@ -131,8 +131,6 @@ def make_ofb_latency(
         ofb: the OFB result at this seed (its latency is the budget).
         timing: how the budget is timed (the compare's settings).
     """
-    from ofb_deploy.compare.methods import method_result, nested_run
-
     started = time.perf_counter()
     budget = latency_budget(recipe, ofb, timing)
     search = recipe.search.replace(seed=seed, target_flops=None, target_latency=budget["target_latency"],

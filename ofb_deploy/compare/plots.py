@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ofb_deploy.validate.plots import _pyplot, _save
+from ofb_deploy.utils.plots import pyplot, save_figure
 
 COLORS = {"ofb": "#d62728", "uniform-keep-embed": "#1f77b4", "uniform": "#17becf", "torch-pruning": "#2ca02c",
           "scratch": "#9467bd", "torch-pruning-taylor": "#8c564b"}  # fmt: skip
@@ -18,7 +18,7 @@ def _batch(doc: dict[str, Any]) -> str:
 
 def plot_methods(doc: dict[str, Any], path: Path) -> None:
     """``RunDir.compare_plot``: each method's mean top-1 (min..max over seeds) against its latency; dense: a star."""
-    plt = _pyplot()
+    plt = pyplot()
     batch = _batch(doc)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, m in doc["methods"].items():
@@ -34,13 +34,12 @@ def plot_methods(doc: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("top-1 (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_pareto(doc: dict[str, Any], path: Path) -> None:
     """``RunDir.sweep_plot``: top-1 against latency per method over the FLOPs targets (one line per method)."""
-    plt = _pyplot()
+    plt = pyplot()
     batch = _batch(doc)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in doc["methods"]:
@@ -57,5 +56,4 @@ def plot_pareto(doc: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("top-1 (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

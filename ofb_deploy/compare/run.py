@@ -17,7 +17,8 @@ from typing import Any
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
 from ofb_deploy.compare.config import CompareConfig
-from ofb_deploy.compare.methods import RunRecipe, dense_top1, make_method, read_recipe
+from ofb_deploy.compare.methods import make_method
+from ofb_deploy.compare.recipe import RunRecipe, dense_top1, read_recipe
 from ofb_deploy.compare.stats import paired_differences
 from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
@@ -127,7 +128,7 @@ def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
 
 
 def _document(run_dir: RunDir, recipe: RunRecipe, config: CompareConfig, results: dict) -> dict[str, Any]:
-    from ofb_deploy.validate.latency import machine_info
+    from ofb_deploy.timing.latency import machine_info
 
     dense = load_model_dir(run_dir.dense_dir)
     models = {"dense": run_dir.dense_dir}

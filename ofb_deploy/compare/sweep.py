@@ -14,13 +14,14 @@ from typing import Any
 
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.config import CompareConfig
-from ofb_deploy.compare.methods import dense_top1, make_method, read_recipe
+from ofb_deploy.compare.methods import make_method
+from ofb_deploy.compare.recipe import dense_top1, read_recipe
 from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.search.space import resolve_flops_target
+from ofb_deploy.models.space import resolve_flops_target
 from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)

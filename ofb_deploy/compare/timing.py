@@ -26,8 +26,8 @@ def time_models(
         config: batches and timing settings.
     """
     from ofb_deploy.engines import make_runner
-    from ofb_deploy.export.onnx import export_onnx
-    from ofb_deploy.validate.interleaved import measure_interleaved
+    from ofb_deploy.onnxtools.export import export_onnx
+    from ofb_deploy.timing.interleaved import measure_interleaved
 
     threads = cpu_threads(config.threads)  # the count validate and the latency tables time at
     for label, folder in models.items():

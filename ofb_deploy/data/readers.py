@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME
 
 Feed = dict[str, np.ndarray]
 

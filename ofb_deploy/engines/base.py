@@ -8,7 +8,7 @@ ofb_deploy never fails; a missing one raises ``BackendUnavailableError`` there.
 
 For latency, ``bind(feed)`` places the inputs where the backend wants them (device memory on a GPU) once,
 ``run_bound()`` runs on them with outputs left in place, and ``synchronize()`` waits for the device: the timing
-loop lives in ``ofb_deploy.validate.latency``, not in runners.
+loop lives in ``ofb_deploy.timing.latency``, not in runners.
 """
 
 from __future__ import annotations

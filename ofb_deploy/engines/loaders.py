@@ -187,9 +187,9 @@ class TrtEngineFromOnnx:
     calibrator: Any = None
 
     def __call__(self) -> bytes:
-        from ofb_deploy.engines.precision import check_build_precision
         from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
         from ofb_deploy.engines.trt_build import build_serialized_engine
+        from ofb_deploy.onnxtools.precision import check_build_precision
 
         trt = import_trt(self.library)
         weak = not is_strongly_typed(trt)

@@ -51,7 +51,7 @@ def ort_session_for(
         doc = read_sidecar(path)
         options = {"precision": doc["precision"], "profile": doc["profile"], "trt_cache_dir": ort_trt_cache_dir(path)}
         return OrtSessionFromOnnx(path, "trt", threads, **options)
-    from ofb_deploy.export.onnx import check_onnx
+    from ofb_deploy.onnxtools.export import check_onnx
 
     profile = batch_profile(check_onnx(path, require_layernorm=False)["inputs"], DEFAULT_BATCHES)
     return OrtSessionFromOnnx(path, "trt", threads, precision=precision, profile=profile)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ofb_deploy.engines.base import Runner, TensorSpec
 from ofb_deploy.errors import BackendUnavailableError, ConfigError
-from ofb_deploy.models.vit import INPUT_NAME, OUTPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME, OUTPUT_NAME
 
 
 class TorchRunner(Runner):

@@ -7,11 +7,8 @@ __getattr__, __all__ = lazy_exports(
     {
         "ExportConfig": "config",
         "ParityChecker": "run",
-        "check_onnx": "onnx",
-        "convert_fp16": "onnx",
         "export_model": "run",
         "export_model_dir": "run",
-        "export_onnx": "onnx",
         "export_run": "run",
     },
 )

@@ -7,9 +7,9 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, Field
 
 from ofb_deploy.choices import Quantizer
+from ofb_deploy.onnxtools.export import MIN_OPSET
 from ofb_deploy.utils.config import ConfigModel, ImageCount, Int
 
-MIN_OPSET = 17  # LayerNormalization is one op from opset 17 (a decomposed LayerNorm overflows in FP16)
 PARITY_IMAGES = 256
 
 

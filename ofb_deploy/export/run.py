@@ -19,8 +19,8 @@ from ofb_deploy.artifacts import ROLES, RunDir, calib_cache_dir, export_record, 
 from ofb_deploy.data import as_config, model_data, run_data
 from ofb_deploy.errors import ArtifactError, ParityError
 from ofb_deploy.export.config import PARITY_IMAGES, ExportConfig
-from ofb_deploy.export.onnx import MIN_OPSET, convert_fp16, export_onnx
 from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
+from ofb_deploy.onnxtools.export import MIN_OPSET, convert_fp16, export_onnx
 from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class ParityChecker:
 
     def __init__(self, model: Any, data: Any, images: int | None = PARITY_IMAGES) -> None:
         from ofb_deploy.data import build_splits, make_reader
+        from ofb_deploy.engines.outputs import run_runners
         from ofb_deploy.engines.torch_runner import TorchRunner
-        from ofb_deploy.validate.compare import run_runners
 
         splits = build_splits(as_config(data), model.spec, train_augment=False)
         self.reader = make_reader(splits.val, batch_size=32, limit=images)
@@ -55,7 +55,8 @@ class ParityChecker:
     def check(self, onnx_path: Path, precision: str, what: str) -> dict[str, Any]:
         """Compare ONNX Runtime (CPU) on ``onnx_path`` with the reference; raise ``ParityError`` when over tolerance."""
         from ofb_deploy.engines.ort import OrtRunner
-        from ofb_deploy.validate.compare import compare_outputs, run_runners
+        from ofb_deploy.engines.outputs import run_runners
+        from ofb_deploy.onnxtools.parity import compare_outputs
 
         outputs = run_runners([OrtRunner(onnx_path, precision=precision, name="onnx")], self.reader).outputs["onnx"]
         report = compare_outputs(self.reference, outputs, **TOLERANCES[precision])
@@ -143,7 +144,7 @@ def quantize_int8(
         require_layernorm: ``check_onnx``'s check that LayerNorm is one op (off for a decomposed LayerNorm).
     """
     from ofb_deploy.choices import Quantizer
-    from ofb_deploy.export.onnx import check_onnx
+    from ofb_deploy.onnxtools.export import check_onnx
 
     if Quantizer(quantizer) is Quantizer.MODELOPT:
         from ofb_deploy.calibrate.modelopt import quantize_modelopt

@@ -6,12 +6,9 @@ __getattr__, __all__ = lazy_exports(
     __name__,
     {
         "NO_TEACHER": "config",
-        "DistillConfig": "config",
-        "DistillLoss": "distill",
         "FinetuneConfig": "config",
         "finetune_model": "run",
         "finetune_run": "run",
-        "kd_loss": "distill",
         "load_teacher": "run",
     },
 )

@@ -1,4 +1,4 @@
-"""``FinetuneConfig`` (the fine-tune stage: a ``TrainConfig`` plus teacher and distillation) and ``DistillConfig``.
+"""``FinetuneConfig``: the fine-tune stage, a ``TrainConfig`` plus the teacher and its distillation weights.
 
 The defaults are what the default run fine-tunes with (``configs/default.yaml``: 3 epochs at lr 1e-3 after a
 0.1-epoch warm-up, distilled from the run's dense model), so a standalone ``ofb-deploy finetune`` and the
@@ -9,26 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ofb_deploy.train.config import TrainConfig
-from ofb_deploy.utils.config import ConfigModel, Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Smoothing
+from ofb_deploy.train.config import DistillConfig, TrainConfig
+from ofb_deploy.utils.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 NO_TEACHER = "none"
-
-
-class DistillConfig(ConfigModel):
-    """Distillation weights.
-
-    Args:
-        alpha: weight of the soft (teacher) term; ``1 - alpha`` weighs the label cross-entropy.
-        temperature: softmax temperature of both teacher and student in the soft term.
-        label_smoothing: smoothing of the label cross-entropy.
-    """
-
-    SECTION: ClassVar[str] = "distill"
-
-    alpha: Fraction = 0.5
-    temperature: PositiveFloat = 4.0
-    label_smoothing: Smoothing = 0.1
 
 
 class FinetuneConfig(TrainConfig):

@@ -16,12 +16,12 @@ from torch import nn
 from ofb_deploy.artifacts import RunDir, model_json, model_weights, slice_record
 from ofb_deploy.data import DataConfig, build_loader, build_splits, run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune.config import NO_TEACHER, DistillConfig
-from ofb_deploy.finetune.distill import DistillLoss
+from ofb_deploy.finetune.config import NO_TEACHER
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.slicing.record import SliceRecord
 from ofb_deploy.slicing.run import SUBNET_STEM, load_subnet
 from ofb_deploy.train import TrainConfig, evaluate, train_model
+from ofb_deploy.train.distill import DistillConfig, DistillLoss
 from ofb_deploy.utils import dist
 from ofb_deploy.utils.io import sha256_file, sha256_json
 

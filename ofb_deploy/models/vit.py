@@ -16,8 +16,6 @@ from torch import nn
 from ofb_deploy.models.arch_spec import ArchSpec
 
 LN_EPS = 1e-6  # timm ViT/DeiT use eps=1e-6
-INPUT_NAME = "input"  # the model's input/output names in ONNX, engines and reader feeds
-OUTPUT_NAME = "logits"
 
 
 class PatchEmbed(nn.Module):

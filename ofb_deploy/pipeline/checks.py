@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ofb_deploy.engines.config import AUTO
+from ofb_deploy.build.config import AUTO
 from ofb_deploy.errors import ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.pretrained import PRETRAINED
@@ -94,7 +94,7 @@ def check_config(config: PipelineConfig) -> None:
     Args:
         config: a loaded pipeline config (keys, types and ranges already valid).
     """
-    from ofb_deploy.search.space import resolve_flops_target
+    from ofb_deploy.models.space import resolve_flops_target
 
     spec = dense_spec(config)
     if config.search.target_flops is not None:

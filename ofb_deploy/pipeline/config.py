@@ -20,9 +20,9 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import BeforeValidator, Field
 
+from ofb_deploy.build.config import BuildConfig
 from ofb_deploy.choices import Preset
 from ofb_deploy.data.config import DataConfig
-from ofb_deploy.engines.config import BuildConfig
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.export.config import ExportConfig
 from ofb_deploy.finetune.config import FinetuneConfig

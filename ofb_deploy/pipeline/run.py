@@ -86,7 +86,7 @@ def _export(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, 
 
 
 def _build(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
-    from ofb_deploy.engines.build import build_plan
+    from ofb_deploy.build.run import build_plan
 
     return build_plan(run_dir, config.build.plan(), tuple(validate_config(config).batches))  # batches validate times
 
@@ -117,7 +117,7 @@ def _validate(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str
 
 
 def _report(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
-    from ofb_deploy.validate.report import render_report
+    from ofb_deploy.report.report import render_report
 
     doc = render_report(run_dir)
     return {"report": str(run_dir.report_md_path), "targets": doc["targets"]}

@@ -22,7 +22,8 @@ import math
 import numpy as np
 
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.vit import INPUT_NAME, LN_EPS, OUTPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME, OUTPUT_NAME
+from ofb_deploy.models.vit import LN_EPS
 
 OPSET = 17
 

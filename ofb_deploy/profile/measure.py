@@ -30,16 +30,17 @@ import numpy as np
 
 from ofb_deploy.artifacts import latency_table_path, profile_graph
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.vit import INPUT_NAME, OfbViT
-from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
-from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
-from ofb_deploy.search.space import (
+from ofb_deploy.models.io import INPUT_NAME
+from ofb_deploy.models.space import (
     SpaceConfig,
     attn_candidates,
     embed_candidates,
     mlp_candidates,
     random_subnet,
 )
+from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
+from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
 from ofb_deploy.utils.progress import make_progress
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def spread(values: list[int], points: int = POINTS) -> list[int]:
 def table_key(spec: ArchSpec, space: SpaceConfig, backend: str, precision: str, batch: int, threads: int) -> dict:
     """What a table's numbers depend on (its cache key)."""
     from ofb_deploy.engines.registry import backend_status
-    from ofb_deploy.validate.latency import cpu_model
+    from ofb_deploy.timing.latency import cpu_model
 
     arch = arch_key(spec)
     status = backend_status(backend)
@@ -234,8 +235,8 @@ def _feeds(spec: ArchSpec, graphs: dict[str, tuple[Path, int]], batch: int) -> d
 
 def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: str, threads: int) -> LatencyTable:
     from ofb_deploy.engines.registry import make_runner
-    from ofb_deploy.export.onnx import export_onnx
-    from ofb_deploy.validate.interleaved import measure_interleaved
+    from ofb_deploy.onnxtools.export import export_onnx
+    from ofb_deploy.timing.interleaved import measure_interleaved
 
     specs = fit_specs(spec, space)
     with tempfile.TemporaryDirectory(prefix="ofb-profile-") as tmp, make_progress() as progress:

@@ -11,10 +11,8 @@ __getattr__, __all__ = lazy_exports(
     {
         "OfbSupernet": "supernet",
         "SearchConfig": "config",
-        "SpaceConfig": "space",
         "build_supernet": "build",
         "load_searched_model": "result",
-        "parse_flops_target": "space",
         "run_search": "run",
     },
 )

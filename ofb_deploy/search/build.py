@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ofb_deploy.search.space import SpaceConfig
+from ofb_deploy.models.space import SpaceConfig
 from ofb_deploy.search.supernet import OfbSupernet, SupernetBase
 from ofb_deploy.search.swin_supernet import SwinSupernet
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field, model_validator
 
 from ofb_deploy.choices import AlphaInit, BuildBackend, ChooseBy, ScoreInit
-from ofb_deploy.search.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
+from ofb_deploy.models.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
 from ofb_deploy.utils.config import (
     ConfigModel,
     Float,

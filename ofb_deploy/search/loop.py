@@ -26,8 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.finetune.config import DistillConfig
-from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import Cost, MacsCost
 from ofb_deploy.search.finalize import closest_combination
@@ -37,6 +35,7 @@ from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_se
 from ofb_deploy.search.select import HeldOut, choose_by_loss
 from ofb_deploy.search.supernet import SupernetBase
 from ofb_deploy.search.trials import Trial, halve, make_trial, pick_trials, rounds
+from ofb_deploy.train.distill import DistillConfig, kd_loss
 from ofb_deploy.utils.dist import all_reduce_mean_, broadcast_, rank, world_size
 from ofb_deploy.utils.io import atomic_write_with
 

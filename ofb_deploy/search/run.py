@@ -29,15 +29,15 @@ from ofb_deploy.data import (
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_dense
 from ofb_deploy.models.flops import count_macs
+from ofb_deploy.models.importance import attn_importance, mlp_importance, stage_importance
+from ofb_deploy.models.space import parse_latency, resolve_flops_target, smallest_spec
 from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pruning import describe
 from ofb_deploy.search.result import arch_document, write_result
-from ofb_deploy.search.space import parse_latency, resolve_flops_target, smallest_spec
 from ofb_deploy.search.supernet import SupernetBase
-from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
@@ -108,8 +108,8 @@ def hold_out(data: DataConfig, spec: Any, train: Any, dense: torch.nn.Module, co
     """
     from torch.utils.data import Subset
 
-    from ofb_deploy.finetune.config import DistillConfig
     from ofb_deploy.search.select import held_out
+    from ofb_deploy.train.config import DistillConfig
 
     n = len(train)
     k = min(config.select_images, n // 5)

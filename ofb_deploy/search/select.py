@@ -27,12 +27,11 @@ from typing import Any
 
 import torch
 
-from ofb_deploy.finetune.config import DistillConfig
-from ofb_deploy.finetune.distill import kd_loss
 from ofb_deploy.search.cost import Cost
 from ofb_deploy.search.finalize import TOLERANCE, best_combinations, closest_combination, combination_cost
 from ofb_deploy.search.masks import BiMask, HeadMask
 from ofb_deploy.search.supernet import SupernetBase
+from ofb_deploy.train.distill import DistillConfig, kd_loss
 
 Picks = dict[str, int]
 

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofb_deploy.models.flops import model_macs
+from ofb_deploy.models.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 from ofb_deploy.models.vit import LN_EPS, OfbViT
 from ofb_deploy.search.masks import BiMask, ChannelMask, HeadMask
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates
 
 
 def _take(weight: torch.Tensor, dim: int, idx: torch.Tensor | None) -> torch.Tensor:

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ofb_deploy.models.space import SpaceConfig, embed_candidates
 from ofb_deploy.models.swin import LN_EPS, OfbSwin, average_tokens, merge_groups, window_softmax_v, windowed
 from ofb_deploy.search.masks import ChannelMask
 from ofb_deploy.search.pmim import PixelDecoder
-from ofb_deploy.search.space import SpaceConfig, embed_candidates
 from ofb_deploy.search.supernet import SupernetBase, _take
 
 

@@ -19,8 +19,8 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.flops import count_macs
+from ofb_deploy.models.importance import attn_importance, mlp_importance, stage_importance, top_k
 from ofb_deploy.slicing.config import ALIGN_CHOICES
-from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance, top_k
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 
 

@@ -22,7 +22,7 @@ from pydantic import ConfigDict
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.slicing.importance import attn_importance, mlp_importance, stage_importance, top_k
+from ofb_deploy.models.importance import attn_importance, mlp_importance, stage_importance, top_k
 from ofb_deploy.slicing.record import BlockRecord, SliceRecord
 from ofb_deploy.utils.config import ConfigModel, PositiveInt
 from ofb_deploy.utils.io import read_json

@@ -5,7 +5,10 @@ from ofb_deploy.utils.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
+        "DistillConfig": "config",
+        "DistillLoss": "distill",
         "LossFn": "loop",
+        "kd_loss": "distill",
         "TrainConfig": "config",
         "cosine_lr": "loop",
         "evaluate": "loop",

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from ofb_deploy.utils.config import (
     ConfigModel,
+    Fraction,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -56,3 +57,19 @@ class TrainConfig(ConfigModel):
     threads: PositiveInt | None = None
     eval_every: PositiveInt = 1
     augment: bool = False
+
+
+class DistillConfig(ConfigModel):
+    """Distillation weights.
+
+    Args:
+        alpha: weight of the soft (teacher) term; ``1 - alpha`` weighs the label cross-entropy.
+        temperature: softmax temperature of both teacher and student in the soft term.
+        label_smoothing: smoothing of the label cross-entropy.
+    """
+
+    SECTION: ClassVar[str] = "distill"
+
+    alpha: Fraction = 0.5
+    temperature: PositiveFloat = 4.0
+    label_smoothing: Smoothing = 0.1

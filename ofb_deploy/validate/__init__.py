@@ -10,13 +10,9 @@ from ofb_deploy.utils.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
-        "LatencyReport": "latency",
         "TargetsConfig": "config",
         "ValidateConfig": "config",
-        "machine_info": "latency",
-        "measure_latency": "latency",
         "read_validation": "validate",
-        "render_report": "report",
         "validate_run": "validate",
     },
 )

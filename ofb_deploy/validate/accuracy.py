@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from ofb_deploy.artifacts import ROLES, RunDir
 from ofb_deploy.errors import OfbError
-from ofb_deploy.models.vit import OUTPUT_NAME
+from ofb_deploy.models.io import OUTPUT_NAME
 from ofb_deploy.validate.config import ValidateConfig
 from ofb_deploy.validate.validate import EngineFile, outputs_of, topk
 
@@ -73,7 +73,7 @@ def evaluate_all(
 
 def _evaluate_engine(engine: EngineFile, reader: Any, reference: np.ndarray, config: ValidateConfig) -> dict[str, Any]:
     from ofb_deploy.engines.registry import make_runner
-    from ofb_deploy.validate.compare import compare_outputs
+    from ofb_deploy.onnxtools.parity import compare_outputs
 
     entry: dict[str, Any] = {
         "role": engine.role,

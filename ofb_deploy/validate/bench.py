@@ -21,11 +21,11 @@ import numpy as np
 
 from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME
+from ofb_deploy.timing.interleaved import measure_interleaved
+from ofb_deploy.timing.latency import LatencyReport, machine_info, measure_latency
 from ofb_deploy.utils.threads import cpu_threads
 from ofb_deploy.validate.config import ValidateConfig
-from ofb_deploy.validate.interleaved import measure_interleaved
-from ofb_deploy.validate.latency import LatencyReport, machine_info, measure_latency
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def runnable_path(target: Path, backend: str) -> Iterator[Path]:
     if stem is not None and model_onnx(target, stem).is_file():
         yield model_onnx(target, stem)
         return
-    from ofb_deploy.export.onnx import export_onnx
     from ofb_deploy.models.checkpoint import load_model_dir
+    from ofb_deploy.onnxtools.export import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="ofb-bench-") as tmp:
         path = model_onnx(tmp)

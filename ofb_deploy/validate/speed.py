@@ -16,10 +16,10 @@ from rich.progress import Progress
 
 from ofb_deploy.artifacts import RunDir
 from ofb_deploy.errors import OfbError
-from ofb_deploy.models.vit import INPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME
+from ofb_deploy.timing.interleaved import measure_interleaved
 from ofb_deploy.utils.threads import cpu_threads
 from ofb_deploy.validate.config import ValidateConfig, latency_key
-from ofb_deploy.validate.interleaved import measure_interleaved
 from ofb_deploy.validate.validate import EngineFile
 
 log = logging.getLogger(__name__)

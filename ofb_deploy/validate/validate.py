@@ -25,7 +25,7 @@ from ofb_deploy.artifacts import ROLES, RunDir, model_weight_files, sidecar_path
 from ofb_deploy.errors import ArtifactError, OfbError
 from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
-from ofb_deploy.models.vit import OUTPUT_NAME
+from ofb_deploy.models.io import OUTPUT_NAME
 from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
 from ofb_deploy.validate.config import ValidateConfig, latency_key
@@ -142,8 +142,8 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
         config: what to measure (default ``ValidateConfig()``).
     """
     from ofb_deploy.data import run_data
+    from ofb_deploy.timing.latency import machine_info
     from ofb_deploy.validate.accuracy import evaluate_all
-    from ofb_deploy.validate.latency import machine_info
     from ofb_deploy.validate.speed import time_all
 
     config = config or ValidateConfig()
@@ -251,7 +251,7 @@ def read_validation(run_dir: RunDir) -> dict[str, Any]:
 
 def outputs_of(runner: Any, reader: Any) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of one runner over a labelled reader (the runner is activated for the pass)."""
-    from ofb_deploy.validate.compare import run_runners
+    from ofb_deploy.engines.outputs import run_runners
 
     results = run_runners([runner], reader)
     if results.labels is None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofb_deploy.finetune.config import DistillConfig
+from ofb_deploy.train.config import DistillConfig
 
 
 def kd_loss(

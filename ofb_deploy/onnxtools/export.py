@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.errors import ArtifactError, ConfigError
-from ofb_deploy.export.config import MIN_OPSET
-from ofb_deploy.models.vit import INPUT_NAME, OUTPUT_NAME
+from ofb_deploy.models.io import INPUT_NAME, OUTPUT_NAME
 from ofb_deploy.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+MIN_OPSET = 17  # LayerNormalization is one op from opset 17 (a decomposed LayerNorm overflows in FP16)
 MAX_BYTES = 2_000_000_000  # protobuf's 2 GiB limit, with margin: a single-file ONNX must stay below it
 # NOTE: kept in float32 by the fp16 conversion: LayerNorm (variance overflows in fp16) and Softmax (exp range)
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")

@@ -25,7 +25,7 @@ import numpy as np
 from ofb_deploy.data.readers import CalibrationReader, Feed
 from ofb_deploy.engines.base import Runner
 from ofb_deploy.errors import ConfigError
-from ofb_deploy.validate.latency import (
+from ofb_deploy.timing.latency import (
     LatencyReport,
     check_timing_args,
     describe_runner,

@@ -213,13 +213,13 @@ def render_report(run_dir: RunDir, *, plots: bool = True) -> dict[str, Any]:
         run_dir: a run whose ``validate`` stage is done.
         plots: also draw the PNG plots (matplotlib, Agg backend).
     """
-    from ofb_deploy.validate.markdown import render_markdown
+    from ofb_deploy.report.markdown import render_markdown
 
     doc = build_report(run_dir)  # first: it fails with one line when the run is not validated
     digest = report_inputs_hash(run_dir)
     images: list[str] = []
     if plots:
-        from ofb_deploy.validate.plots import draw_plots
+        from ofb_deploy.report.plots import draw_plots
 
         images = draw_plots(doc, run_dir)
     atomic_write_json(run_dir.report_json_path, doc)

@@ -7,33 +7,17 @@ batch size per backend; top-1 against per-image latency at the largest batch for
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
-from ofb_deploy.utils.io import atomic_write_bytes
-from ofb_deploy.validate.markdown import embed_label, embed_widths
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # NOTE: before pyplot is imported anywhere, so no display is ever needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+from ofb_deploy.report.markdown import embed_label, embed_widths
+from ofb_deploy.utils.plots import pyplot, save_figure
 
 
 def plot_widths(doc: dict[str, Any], path: Path) -> None:
     """Bars of attention width (heads x head dim) and MLP hidden width per block, dense vs subnet."""
-    plt = _pyplot()
+    plt = pyplot()
     d, s = doc["dense"]["arch"], doc["subnet"]["arch"]
     blocks = list(range(len(d["num_heads"])))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -54,13 +38,12 @@ def plot_widths(doc: dict[str, Any], path: Path) -> None:
         ax.set_ylim(0, 1.3 * max(dense))  # headroom so the legend never covers a bar
         ax.legend(loc="upper right", fontsize=8, ncols=2)
     fig.suptitle(f"{embed_label(d).lower()} {embed_widths(d)} -> {embed_widths(s)}")
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_latency(doc: dict[str, Any], path: Path) -> None:
     """Median latency vs batch size, one colour per backend, dense dashed and subnet solid (log-log)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, key in enumerate(doc["dense"]["latency"]):
@@ -81,8 +64,7 @@ def plot_latency(doc: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("median latency (ms)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def accuracy_points(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
@@ -103,7 +85,7 @@ def accuracy_points(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
 
 def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     """Top-1 against per-image latency: dense, subnet and their other-precision (INT8) engines."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, ms, acc in accuracy_points(doc):
         marker = "s" if label.startswith("dense") else "o"
@@ -112,8 +94,7 @@ def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("median latency per image at the largest batch (ms)")
     ax.set_ylabel("top-1 (%)")
     ax.grid(True, alpha=0.3)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def draw_plots(doc: dict[str, Any], run_dir: RunDir) -> list[str]:
