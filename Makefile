@@ -52,8 +52,9 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check ofb_deploy tests
-	$(BIN)/ruff format --check ofb_deploy tests
+	$(BIN)/ruff check ofb_deploy tests benchmarks
+	$(BIN)/ruff format --check ofb_deploy tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache build *.egg-info

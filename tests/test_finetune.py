@@ -17,10 +17,10 @@ from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli import main
 from ofb_deploy.data import run_data
 from ofb_deploy.errors import ConfigError, ModelError
-from ofb_deploy.finetune import DistillConfig, DistillLoss, finetune_run, kd_loss
+from ofb_deploy.finetune import finetune_run
 from ofb_deploy.models import create_model, save_model_dir
 from ofb_deploy.slicing import load_subnet, slice_handwritten
-from ofb_deploy.train import TrainConfig
+from ofb_deploy.train import DistillConfig, DistillLoss, TrainConfig, kd_loss
 from ofb_deploy.utils.io import read_json
 
 HALF = {"embed_dim": 16, "blocks": [{"heads": 1, "head_dim": 16, "mlp_hidden": 32}] * 2}

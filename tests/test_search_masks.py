@@ -7,8 +7,8 @@ import torch
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models import count_macs, create_model, list_models
-from ofb_deploy.models.space import attn_candidates, embed_candidates, mlp_candidates
-from ofb_deploy.search import OfbSupernet, SpaceConfig, build_supernet, parse_flops_target
+from ofb_deploy.models.space import SpaceConfig, attn_candidates, embed_candidates, mlp_candidates, parse_flops_target
+from ofb_deploy.search import OfbSupernet, build_supernet
 from ofb_deploy.search.losses import budget_loss, onehot_loss
 from ofb_deploy.search.masks import ChannelMask, HeadMask, staircase, staircase2d
 from ofb_deploy.search.pmim import PixelDecoder, local_normalize, mim_loss, random_token_mask
@@ -22,7 +22,8 @@ def _random_alpha(mask, seed: int = 0) -> None:
 def test_candidate_grids_are_aligned_and_include_dense() -> None:
     space = SpaceConfig()
     assert embed_candidates(192, space) == list(range(96, 193, 8))
-    assert mlp_candidates(768, space) == [192, 288, 384, 480, 576, 672, 768]
+    assert mlp_candidates(768, space) == list(range(24, 769, 24))  # 1/32 steps from 1/32: a low floor
+    assert mlp_candidates(768, SpaceConfig(mlp_min=0.25, mlp_steps=8)) == [192, 288, 384, 480, 576, 672, 768]
     grid = attn_candidates(3, 64, space)  # DeiT-T: 3 heads
     assert len(grid) == 3 * 8 and grid[-1] == (3, 64) and all(d % 8 == 0 for _, d in grid)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ofb_deploy.models import count_macs, create_model, list_models
-from ofb_deploy.search import OfbSupernet, SearchConfig, SpaceConfig, build_supernet
+from ofb_deploy.models.space import SpaceConfig
+from ofb_deploy.search import OfbSupernet, SearchConfig, build_supernet
 from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import GUARD_GAP, closest_combination, finalize_closest, guard_round
 from ofb_deploy.search.loop import SearchState

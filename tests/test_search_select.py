@@ -11,7 +11,8 @@ import torch
 from ofb_deploy.artifacts import RunDir
 from ofb_deploy.data import DataConfig, build_splits
 from ofb_deploy.models import count_macs, create_model, load_model_dir, save_model_dir
-from ofb_deploy.search import SearchConfig, SpaceConfig, build_supernet, run_search
+from ofb_deploy.models.space import SpaceConfig
+from ofb_deploy.search import SearchConfig, build_supernet, run_search
 from ofb_deploy.search.cost import MacsCost
 from ofb_deploy.search.finalize import TOLERANCE, combination_cost
 from ofb_deploy.search.planted import plant_dead_modules, planted_verdict

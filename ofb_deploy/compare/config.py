@@ -7,7 +7,8 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from ofb_deploy.choices import Method
-from ofb_deploy.utils.config import Batches, ConfigModel, NonNegativeFloat, NonNegativeInt, PositiveInt, split_list
+from ofb_deploy.timing.config import TimingConfig
+from ofb_deploy.utils.config import NonNegativeInt, split_list
 
 
 def _distinct(seeds: tuple[int, ...]) -> tuple[int, ...]:
@@ -26,27 +27,15 @@ Seeds = Annotated[
 Methods = Annotated[tuple[Method, ...], BeforeValidator(split_list), Field(min_length=1), AfterValidator(_with_ofb)]
 
 
-class CompareConfig(ConfigModel):
-    """What ``compare_run`` does.
+class CompareConfig(TimingConfig):
+    """What ``compare_run`` does: how it times (every ``TimingConfig`` field), and
 
     Args:
         seeds: seeds of every method (OFB re-searches at seeds other than the run's).
         methods: methods to run (``ofb`` is always included: the others are held at its MACs).
-        batches: ORT CPU batch sizes timed.
-        threads: ORT CPU threads (``None``: every core this process may use).
-        warmup_s: warm-up per model and batch.
-        min_iters: fewest timed iterations per model and batch.
-        min_time_s: fewest timed seconds per model and batch.
-        rounds: interleaving rounds per batch.
     """
 
     SECTION: ClassVar[str] = "compare"
 
     seeds: Seeds = (0,)
     methods: Methods = Method.values()[:5]  # torch-pruning-taylor and ofb-latency run on request
-    batches: Batches = (1, 8, 32)
-    threads: PositiveInt | None = None
-    warmup_s: NonNegativeFloat = 0.2
-    min_iters: PositiveInt = 10
-    min_time_s: NonNegativeFloat = 1.0
-    rounds: PositiveInt = 6

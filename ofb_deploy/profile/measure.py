@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from ofb_deploy.artifacts import latency_table_path, profile_graph
+from ofb_deploy.engines.registry import backend_status, make_runner, require_backend
+from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.io import INPUT_NAME
 from ofb_deploy.models.space import (
@@ -39,15 +41,19 @@ from ofb_deploy.models.space import (
     random_subnet,
 )
 from ofb_deploy.models.vit import OfbViT
+from ofb_deploy.onnxtools.export import export_onnx
 from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
 from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
+from ofb_deploy.timing.config import PROFILE_TIMING
+from ofb_deploy.timing.interleaved import measure_interleaved
+from ofb_deploy.timing.latency import cpu_model
 from ofb_deploy.utils.progress import make_progress
+from ofb_deploy.utils.threads import cpu_threads
 
 log = logging.getLogger(__name__)
 
 POINTS = 4  # grid points per width axis (interpolated in between)
 # every part and whole model is timed in one interleaved group: four slices each, >= 8 runs and 0.4 s in all
-TIMING = {"rounds": 4, "warmup_s": 0.05, "min_iters": 8, "min_time_s": 0.4}
 FIT_RANDOM = 3  # random subnets among the whole models of the fit (next to dense and two uniform shrinks)
 FIT_SEED = 1234
 # in the cache key, so a table measured by an earlier method (keys without it: parts and whole models timed
@@ -71,9 +77,6 @@ def spread(values: list[int], points: int = POINTS) -> list[int]:
 
 def table_key(spec: ArchSpec, space: SpaceConfig, backend: str, precision: str, batch: int, threads: int) -> dict:
     """What a table's numbers depend on (its cache key)."""
-    from ofb_deploy.engines.registry import backend_status
-    from ofb_deploy.timing.latency import cpu_model
-
     arch = arch_key(spec)
     status = backend_status(backend)
     return {
@@ -176,10 +179,6 @@ def profile_model(
         cache_dir: where tables are cached (default ``default_cache_dir()``).
         refresh: measure again even when the cache has the table.
     """
-    from ofb_deploy.engines.registry import require_backend
-    from ofb_deploy.errors import ConfigError
-    from ofb_deploy.utils.threads import cpu_threads
-
     check_profilable(spec)
     if precision != "fp32":
         raise ConfigError(f"profile: precision {precision!r} is not supported yet; profile fp32")
@@ -234,14 +233,10 @@ def _feeds(spec: ArchSpec, graphs: dict[str, tuple[Path, int]], batch: int) -> d
 
 
 def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: str, threads: int) -> LatencyTable:
-    from ofb_deploy.engines.registry import make_runner
-    from ofb_deploy.onnxtools.export import export_onnx
-    from ofb_deploy.timing.interleaved import measure_interleaved
-
     specs = fit_specs(spec, space)
     with tempfile.TemporaryDirectory(prefix="ofb-profile-") as tmp, make_progress() as progress:
         folder = Path(tmp)
-        task = progress.add_task("profile", total=len(specs) + 1 + TIMING["rounds"], info="writing the parts")
+        task = progress.add_task("profile", total=len(specs) + 1 + PROFILE_TIMING.rounds, info="writing the parts")
         graphs, axes = _part_graphs(spec, space, folder)
         progress.advance(task)
         for label, s in specs.items():
@@ -252,7 +247,7 @@ def _measure(spec: ArchSpec, space: SpaceConfig, key: dict[str, Any], backend: s
         progress.update(task, info=f"timing {len(graphs)} graphs on {backend}, batch {key['batch']}")
         runners = {label: make_runner(backend, path, threads=threads, name=label) for label, (path, _) in
                    graphs.items()}  # fmt: skip
-        result = measure_interleaved(runners, _feeds(spec, graphs, key["batch"]), **TIMING,
+        result = measure_interleaved(runners, _feeds(spec, graphs, key["batch"]), **PROFILE_TIMING.measure_kwargs(),
                                      on_round=lambda _: progress.advance(task))  # fmt: skip
     ms = {label: report.median_ms for label, report in result.reports.items()}
     return _table(spec, specs, key, axes, ms)

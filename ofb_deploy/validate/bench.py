@@ -22,15 +22,15 @@ import numpy as np
 from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.io import INPUT_NAME
+from ofb_deploy.timing.config import TimingConfig
 from ofb_deploy.timing.interleaved import measure_interleaved
 from ofb_deploy.timing.latency import LatencyReport, machine_info, measure_latency
 from ofb_deploy.utils.threads import cpu_threads
-from ofb_deploy.validate.config import ValidateConfig
 
 log = logging.getLogger(__name__)
 
 BENCH_SCHEMA_VERSION = 1
-TIMING = ValidateConfig()  # bench times like validate: the same batches and timing defaults
+TIMING = TimingConfig()  # bench times like validate and compare: one home for the defaults
 
 
 def _sidecar(path: Path) -> dict[str, Any]:

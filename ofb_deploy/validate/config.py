@@ -7,16 +7,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field
 
 from ofb_deploy.choices import Backend, Precision
-from ofb_deploy.utils.config import (
-    Batches,
-    ConfigModel,
-    Float,
-    ImageCount,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    split_list,
-)
+from ofb_deploy.timing.config import TimingConfig
+from ofb_deploy.utils.config import ConfigModel, Float, ImageCount, PositiveFloat, PositiveInt, split_list
 
 
 def _optional_list(value: Any) -> Any:
@@ -45,35 +37,23 @@ SpeedupKey = Annotated[str, BeforeValidator(_speedup_key)]
 BatchKey = Annotated[str, BeforeValidator(_batch_key)]
 
 
-class ValidateConfig(ConfigModel):
-    """What ``validate_run`` measures.
+class ValidateConfig(TimingConfig):
+    """What ``validate_run`` measures: how it times (every ``TimingConfig`` field), and
 
     Args:
-        batches: batch sizes timed.
         backends: backends timed and evaluated (``None``: every engine built and runnable here, plus ``torch``).
         precisions: precisions evaluated (``None``: all built).
         val_size: cap on validation images (``all``: the data config's whole validation split).
         eval_batch: batch size of the accuracy passes.
-        threads: CPU threads for ``torch`` and ``ort-cpu`` latency (``None``: every CPU this process may use).
-        warmup_s: warm-up seconds per runner and batch.
-        min_iters: fewest timed iterations per runner and batch.
-        min_time_s: fewest timed seconds per runner and batch.
-        rounds: interleaving rounds per batch.
         latency: time the engines (off: accuracy only).
     """
 
     SECTION: ClassVar[str] = "validate"
 
-    batches: Batches = (1, 8, 32)
     backends: Annotated[tuple[Backend, ...] | None, BeforeValidator(_optional_list)] = None
     precisions: Annotated[tuple[Precision, ...] | None, BeforeValidator(_optional_list)] = None
     val_size: ImageCount = None
     eval_batch: PositiveInt = 256
-    threads: PositiveInt | None = None
-    warmup_s: NonNegativeFloat = 0.2
-    min_iters: PositiveInt = 10
-    min_time_s: NonNegativeFloat = 1.0
-    rounds: PositiveInt = 6
     latency: bool = True
 
 
