@@ -27,6 +27,7 @@ import numpy as np
 
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models import get_arch_spec
+from ofb_deploy.timing.config import PROFILE_BATCH
 from ofb_deploy.utils.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +118,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=PROFILE_BATCH)
     parser.add_argument("--threads", default="1,all", help="comma-separated ORT CPU thread counts; 'all': every core")
     parser.add_argument("--min-time-s", type=float, default=1.5)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency_table.json")

@@ -11,9 +11,10 @@ from ofb_deploy.cli import main
 from ofb_deploy.cli._app import app
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.finetune.config import FinetuneConfig
-from ofb_deploy.pipeline.config import PipelineConfig, load_config, preset_dict
+from ofb_deploy.pipeline.config import PipelineConfig, load_config
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.train.config import TrainConfig
+from ofb_deploy.utils.config import ConfigModel
 from ofb_deploy.validate.config import TargetsConfig, ValidateConfig
 
 
@@ -22,13 +23,26 @@ def _option_defaults(command: str) -> dict[str, object]:
     return {p.name: p.default for p in click_app.commands[command].params}
 
 
-def test_the_default_preset_sets_what_the_models_default_to() -> None:
-    """The default run's train, finetune and validate sections equal the models' defaults (no silent drift)."""
-    preset = preset_dict("default")
-    for section, model in (("train", TrainConfig), ("finetune", FinetuneConfig), ("validate", ValidateConfig)):
-        given = {k: v for k, v in preset[section].items() if k != "teacher"}
-        defaults = model().to_dict()
-        assert {k: defaults[k] for k in given} == {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}
+@pytest.mark.parametrize("preset", ["default", "quick"])
+def test_presets_run_the_models_defaults_except_where_they_say(preset: str) -> None:
+    """One home per setting: every section of the default run is its model's defaults (its targets are the run's
+    own acceptance limits), and the quick preset changes only data caps, epochs and timing, never the search."""
+    config = load_config(preset, check=False)
+    allowed = {"default": {"targets"}, "quick": {"data", "train", "finetune", "export", "build", "validate", "targets"}}
+    for name in PipelineConfig.model_fields:
+        section = getattr(config, name)
+        if isinstance(section, ConfigModel) and name not in allowed[preset]:
+            assert section == type(section)(), f"{preset}.{name} differs from {type(section).__name__}'s defaults"
+
+
+def test_search_cli_defaults_are_the_search_configs() -> None:
+    """`ofb-deploy search --help` shows SearchConfig's defaults for every option that names one of its keys."""
+    options = _option_defaults("search")
+    shared = [k for k in options if k in SearchConfig.model_fields and k != "target_flops"]
+    assert len(shared) >= 15
+    for key in shared:
+        default = SearchConfig.default(key)
+        assert options[key] == (default.value if hasattr(default, "value") else default), key
 
 
 def test_cli_options_read_their_defaults_from_the_models() -> None:

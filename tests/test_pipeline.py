@@ -49,6 +49,18 @@ def test_a_latency_target_makes_validate_time_the_tables_batch_and_threads() -> 
     assert validate_config(pinned).threads == 2 and validate_config(pinned).batches == (8,)  # what the user set
 
 
+def test_engines_cover_the_batches_validate_times_and_a_change_rebuilds_them() -> None:
+    from ofb_deploy.pipeline.run import engine_batches, stage_section
+
+    quick = load_config("quick")
+    assert engine_batches(quick) == (1, 32)  # the quick preset's validate.batches
+    wider = quick.replace(validate=quick.validate.replace(batches=(1, 8, 64)))
+    assert engine_batches(wider) == (1, 8, 64)
+    assert stage_section(wider, "build") != stage_section(quick, "build")  # new batches: the build runs again
+    slower = quick.replace(validate=quick.validate.replace(rounds=9))
+    assert stage_section(slower, "build") == stage_section(quick, "build")  # timing alone: the engines stay
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

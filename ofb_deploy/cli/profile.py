@@ -9,13 +9,14 @@ import typer
 
 from ofb_deploy.choices import BuildBackend, Precision
 from ofb_deploy.cli._app import app, console
+from ofb_deploy.timing.config import PROFILE_BATCH
 
 
 @app.command("profile")
 def profile_cli(
     model: Annotated[str, typer.Option(help="Registry name (`ofb-deploy models`) or local-dir:PATH.")],
     backend: Annotated[BuildBackend, typer.Option(help="Backend the table is measured on.")] = BuildBackend.ORT_CPU,
-    batch: Annotated[int, typer.Option(help="Batch size the parts are timed at.")] = 8,
+    batch: Annotated[int, typer.Option(help="Batch size the parts are timed at.")] = PROFILE_BATCH,
     precision: Annotated[Precision, typer.Option(help="Precision (fp32 only for now).")] = Precision.FP32,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: every core).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table to this JSON file.")] = None,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ofb_deploy.choices import BuildBackend, Preset, Stage
 from ofb_deploy.cli._app import DataRootOpt, app, console
+from ofb_deploy.search.config import SearchConfig
 
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config merged over the preset.")]
 PresetOpt = Annotated[Preset, typer.Option(help="Embedded preset to start from.")]
@@ -35,8 +36,9 @@ def overrides(**flags: Any) -> dict[str, Any]:
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             node[path[-1]] = str(value) if isinstance(value, Path) else value
-    if flags.get("target_latency") is not None and flags.get("target_flops") is None:
-        out["search"]["target_flops"] = None  # a latency budget alone, unless --target-flops asks for both
+    if flags.get("target_latency") is not None or flags.get("target_flops") is not None:
+        flops = SearchConfig.targets(flags.get("target_flops"), flags.get("target_latency"), None)
+        out.setdefault("search", {})["target_flops"] = flops
     if flags.get("no_finetune"):
         out.setdefault("finetune", {})["enabled"] = False
     return out

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ofb_deploy.choices import BuildBackend, ScoreInit
+from ofb_deploy.choices import BuildBackend, ChooseBy, ScoreInit
 from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, app, console, data_for
 from ofb_deploy.search.config import SearchConfig
 
@@ -52,26 +52,35 @@ def search_cli(
         "distill"
     ),
     align: Annotated[int, typer.Option(help="Candidate widths are multiples of this.")] = S("align"),
+    finalize_at: Annotated[
+        float, typer.Option(help="Share of the search after which the widths are chosen (0: before the first step).")
+    ] = S("finalize_at"),
+    choose_by: Annotated[ChooseBy, typer.Option(help="How the widths are chosen: measured loss, or log p.")] = S(
+        "choose_by"
+    ),
+    trials: Annotated[int, typer.Option(help="Measured candidates trained side by side (1: none).")] = S("trials"),
+    select_images: Annotated[int, typer.Option(help="Training images held out to measure candidates.")] = S(
+        "select_images"
+    ),
     seed: Annotated[int, typer.Option(help="Seed of data order, masks and scores.")] = S("seed"),
     workers: Annotated[int, typer.Option(help="DataLoader workers (0: main process).")] = S("workers"),
     resume: Annotated[bool, typer.Option(help="Continue from the search's resume state.")] = False,
 ) -> None:
-    """Search a subnet with OFB (bi-mask, one-hot + FLOPs loss, PMIM, progressive pruning); torchrun for DDP."""
+    """Search a subnet: widths chosen by measured loss, then one pass training it (or OFB's bi-mask search first,
+    with --finalize-at above 0); torchrun for DDP."""
     from ofb_deploy.artifacts import RunDir, model_stem
     from ofb_deploy.models.checkpoint import checkpoint_model
 
     run = RunDir.for_output(run_dir)
-    if target_flops is None and target_latency is None:
-        target_flops = S("target_flops")
-    elif target_flops is not None and target_flops.lower() == "none":
-        target_flops = None
+    target_flops = SearchConfig.targets(target_flops, target_latency, S("target_flops"))
     config = SearchConfig(target_flops=target_flops, target_latency=target_latency,
                           latency_table=None if latency_table is None else str(latency_table),
                           latency_backend=latency_backend, latency_batch=latency_batch,
                           latency_threads=latency_threads, epochs=epochs,
                           batch_size=batch_size, train_size=train_size,
                           prune_every=prune_every, alpha_lr=alpha_lr, w_flops=w_flops, score_init=score_init,
-                          distill=distill, align=align, seed=seed, workers=workers)  # fmt: skip
+                          distill=distill, align=align, finalize_at=finalize_at, choose_by=choose_by,
+                          trials=trials, select_images=select_images, seed=seed, workers=workers)  # fmt: skip
     cfg = data_for(run, data, data_root, skip_bad_images)
     dense = checkpoint if checkpoint is not None else run.dense_dir
     if model_stem(dense) is not None:

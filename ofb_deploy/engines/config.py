@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field
 from ofb_deploy.choices import Precision
 from ofb_deploy.utils.config import Batches, ConfigModel, Int, PositiveInt, split_list
 
-DEFAULT_BATCHES = (1, 8, 32)  # batch sizes an engine's profile covers unless told otherwise (min, opt, max)
+DEFAULT_BATCHES = (1, 8, 32)  # batch 1, a mid and a large batch: what is timed and what engine profiles cover
 
 
 class TrtBuildConfig(ConfigModel):

@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.choices import Backend, Precision
 from ofb_deploy.engines.base import Runner
 from ofb_deploy.engines.loaders import ORT_PROVIDERS, ort_provider_available
 from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
-BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "tensorrt-rtx")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = Backend.values()  # the one list of backends is the Backend choice
+PRECISIONS = Precision.values()
+CPU_BACKENDS = (Backend.TORCH.value, Backend.ORT_CPU.value)  # backends whose latency the CPU thread count shapes
 TRT_INSTALL = "pip install 'ofb-deploy[gpu]' (tensorrt, from NVIDIA's package index) on a machine with a CUDA GPU"
 RTX_INSTALL = "pip install tensorrt-rtx"
 

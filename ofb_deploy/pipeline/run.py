@@ -39,7 +39,7 @@ def stage_section(config: PipelineConfig, stage: str) -> dict[str, Any]:
         "slice": config.slice.to_dict(),
         "finetune": config.finetune.to_dict(),
         "export": config.export.to_dict(),
-        "build": {"build": config.build.to_dict(), "plan": config.build.plan()},
+        "build": {"build": config.build.to_dict(), "plan": config.build.plan(), "batches": engine_batches(config)},
         "validate": config.validate.to_dict(),
         "report": {"targets": config.targets.to_dict()},
     }  # fmt: skip
@@ -88,7 +88,13 @@ def _export(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, 
 def _build(run_dir: RunDir, config: PipelineConfig, resume: bool) -> dict[str, Any]:
     from ofb_deploy.build.run import build_plan
 
-    return build_plan(run_dir, config.build.plan(), tuple(validate_config(config).batches))  # batches validate times
+    return build_plan(run_dir, config.build.plan(), engine_batches(config))
+
+
+def engine_batches(config: PipelineConfig) -> tuple[int, ...]:
+    """The batch sizes every engine's profile covers: the ones validate will time (the one home of that rule; the
+    build stage's hash covers it, so a change of ``validate.batches`` rebuilds the engines)."""
+    return tuple(validate_config(config).batches)
 
 
 def validate_config(config: PipelineConfig) -> Any:

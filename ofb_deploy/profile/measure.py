@@ -44,7 +44,7 @@ from ofb_deploy.models.vit import OfbViT
 from ofb_deploy.onnxtools.export import export_onnx
 from ofb_deploy.profile.graphs import attn_graph, fixed_graph, mlp_graph
 from ofb_deploy.profile.table import LatencyTable, arch_key, check_profilable, key_digest
-from ofb_deploy.timing.config import PROFILE_TIMING
+from ofb_deploy.timing.config import PROFILE_BATCH, PROFILE_TIMING
 from ofb_deploy.timing.interleaved import measure_interleaved
 from ofb_deploy.timing.latency import cpu_model
 from ofb_deploy.utils.progress import make_progress
@@ -160,7 +160,7 @@ def profile_model(
     spec: ArchSpec,
     *,
     backend: str = "ort-cpu",
-    batch: int = 8,
+    batch: int = PROFILE_BATCH,
     precision: str = "fp32",
     threads: int | None = None,
     space: SpaceConfig | None = None,

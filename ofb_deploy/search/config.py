@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from ofb_deploy.choices import AlphaInit, BuildBackend, ChooseBy, ScoreInit
 from ofb_deploy.models.space import SpaceConfig, WidthFraction, check_flops_target, parse_latency
+from ofb_deploy.timing.config import PROFILE_BATCH
 from ofb_deploy.utils.config import (
     ConfigModel,
     Float,
@@ -125,7 +126,7 @@ class SearchConfig(ConfigModel):
     target_latency: LatencyTarget | None = None
     latency_table: str | None = None
     latency_backend: BuildBackend = BuildBackend.ORT_CPU
-    latency_batch: PositiveInt = 8
+    latency_batch: PositiveInt = PROFILE_BATCH
     latency_threads: PositiveInt | None = None
     w_latency: NonNegativeFloat = 50.0
     epochs: PositiveInt = 1
@@ -179,6 +180,20 @@ class SearchConfig(ConfigModel):
         if self.target_flops is None and self.target_latency is None:
             raise ValueError("search needs a target: target_flops, target_latency or both")
         return self
+
+    @staticmethod
+    def targets(flops: str | None, latency: str | None, default_flops: str | None) -> str | None:
+        """The FLOPs target that goes with the targets a user named: a latency budget alone replaces the FLOPs
+        target (``none`` names no FLOPs target too); both named keep both; neither keeps ``default_flops``.
+
+        Args:
+            flops: the FLOPs target named (``None``: not named).
+            latency: the latency target named (``None``: not named).
+            default_flops: the FLOPs target otherwise in force (a preset's, or this model's default).
+        """
+        if flops is not None:
+            return None if str(flops).strip().lower() == "none" else flops
+        return None if latency is not None else default_flops
 
     @property
     def peak_alpha_lr(self) -> float:

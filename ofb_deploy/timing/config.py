@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ofb_deploy.engines.config import DEFAULT_BATCHES
 from ofb_deploy.utils.config import Batches, ConfigModel, NonNegativeFloat, PositiveInt
-
-DEFAULT_BATCHES = (1, 8, 32)  # batch 1, a mid batch and a large one (DEPLOY.md: batch 1 and a large batch)
 
 
 class TimingConfig(ConfigModel):
@@ -44,4 +43,5 @@ class TimingConfig(ConfigModel):
 
 
 # the latency profiler times ~100 small graphs per table: shorter slices, fewer rounds (its own batch and threads)
-PROFILE_TIMING = TimingConfig(batches=(8,), rounds=4, warmup_s=0.05, min_iters=8, min_time_s=0.4)
+PROFILE_BATCH = 8  # the batch latency tables are timed at (a table predicts one batch size)
+PROFILE_TIMING = TimingConfig(batches=(PROFILE_BATCH,), rounds=4, warmup_s=0.05, min_iters=8, min_time_s=0.4)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ofb_deploy.artifacts import model_onnx, model_stem, onnx_precision
+from ofb_deploy.engines.registry import CPU_BACKENDS, make_runner
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.io import INPUT_NAME
 from ofb_deploy.timing.config import TimingConfig
@@ -123,11 +124,9 @@ def bench(
         min_time_s: fewest timed seconds per batch.
         rounds: interleaving rounds per batch (with ``baseline``).
     """
-    from ofb_deploy.engines.registry import make_runner
-
     target = Path(target)
     backend = backend or default_backend(target)
-    if backend in ("torch", "ort-cpu"):
+    if backend in CPU_BACKENDS:
         threads = cpu_threads(threads)  # fixed and recorded, never the library's silent default
     doc: dict[str, Any] = {"schema_version": BENCH_SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     doc |= {"target": str(target), "backend": backend, "precision": target_precision(target), "threads": threads}

@@ -15,6 +15,7 @@ import numpy as np
 from rich.progress import Progress
 
 from ofb_deploy.artifacts import RunDir
+from ofb_deploy.engines.registry import CPU_BACKENDS, make_runner
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.io import INPUT_NAME
 from ofb_deploy.timing.interleaved import measure_interleaved
@@ -23,8 +24,6 @@ from ofb_deploy.validate.config import ValidateConfig, latency_key
 from ofb_deploy.validate.validate import EngineFile
 
 log = logging.getLogger(__name__)
-
-CPU_BACKENDS = ("torch", "ort-cpu")  # the backends whose thread count shapes latency
 
 
 def batch_feed(images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
@@ -90,8 +89,6 @@ def _time_pair(
     progress: Progress,
     task: Any,
 ) -> dict[str, Any]:
-    from ofb_deploy.engines.registry import make_runner
-
     threads = cpu_threads(config.threads) if backend in CPU_BACKENDS else None
     runners = {
         "dense": make_runner(backend, dense, precision, threads=threads, name="dense"),
