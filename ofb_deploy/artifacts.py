@@ -16,27 +16,22 @@ stages import it, and it imports no stage. Layout of a run directory::
       build/    {role}.{backend}.{precision}.engine + .json sidecar, timing.cache       (stage "build")
       validate/ validate.json                                           (stage "validate")
       report/   report.json, report.md, *.png                           (stage "report")
-      compare/  compare.json, compare.png; seed{S}/{method}/ per method:  (`ofb-deploy compare`)
-                result.json, subnet.{json,safetensors}, subnet.onnx, train_state.pt, slice/, widths.json, run/;
-                latency_budgets/{key}.json (ofb-latency's budget for one OFB architecture)
+      compare/  compare.json, compare.png; seed{S}/{method}/ (``METHOD_FILES``), latency_budgets/{key}.json
       sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
-A deployment bundle (``ofb-deploy bundle``, any folder) holds the files of ``BUNDLE_FILES``.
-
-A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and
+A deployment bundle (``ofb-deploy bundle``, any folder) holds the files of ``BUNDLE_FILES``. A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and
 ``<stem>.safetensors`` with ``stem`` one of ``MODEL_STEMS``. A stage is done when ``state.json`` records it with
 the hash of its inputs; the pipeline skips it while that hash is unchanged. Writes are atomic (``utils.io``).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from ofb_deploy.choices import Role, Stage
 from ofb_deploy.errors import ArtifactError
-from ofb_deploy.utils.io import atomic_write_json, check_writable, ensure_dir, read_json
+from ofb_deploy.markers import StageMarkers
+from ofb_deploy.utils.io import check_writable, ensure_dir
 
 STAGES = Stage.values()
 ROLES = Role.values()
@@ -206,8 +201,8 @@ def triton_model_dir(root: str | Path, model: str) -> Path:
 
 
 # -- the run directory -----------------------------------------------------------------------------------------------
-class RunDir:
-    """Paths and stage markers of one run directory.
+class RunDir(StageMarkers):
+    """Paths of one run directory, and (``StageMarkers``) its config, data choice and stage markers.
 
     Args:
         root: the run directory.
@@ -401,57 +396,3 @@ class RunDir:
         if not path.exists():
             raise ArtifactError(f"{path} not found: {hint}")
         return path
-
-    # -- config, data and markers -------------------------------------------------------------------------------
-    def read_config(self) -> dict[str, Any]:
-        """The run's config (``run.json``), or ``{}`` for a run made stage by stage that recorded nothing yet."""
-        if not self.config_path.is_file():
-            return {}
-        doc = read_json(self.config_path, "run config")
-        if not isinstance(doc, dict):
-            raise ArtifactError(f"run config {self.config_path} must hold a JSON object, got {type(doc).__name__}")
-        return doc
-
-    def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_json(self.config_path, config)
-
-    def recorded_data(self) -> Any:
-        """The data choice ``run.json`` records (a ``DataConfig`` mapping), or ``None``."""
-        return self.read_config().get("data")
-
-    def record_data(self, data: dict[str, Any]) -> None:
-        """Record the run's data choice in ``run.json`` (``ofb_deploy.data.run_data`` decides it)."""
-        self.write_config({**self.read_config(), "data": data})
-
-    def _state(self) -> dict[str, Any]:
-        if not self.state_path.is_file():
-            return {}
-        doc = read_json(self.state_path, "run state")
-        if not isinstance(doc, dict):
-            raise ArtifactError(f"run state {self.state_path} must hold a JSON object, got {type(doc).__name__}")
-        return doc
-
-    def stage_record(self, stage: str) -> dict[str, Any] | None:
-        """The done marker of a stage, or ``None``."""
-        return self._state().get(stage)
-
-    def is_done(self, stage: str, inputs_hash: str | None = None) -> bool:
-        """True when ``stage`` finished (and, if given, with the same inputs hash)."""
-        record = self.stage_record(stage)
-        if record is None:
-            return False
-        return inputs_hash is None or record.get("inputs_hash") == inputs_hash
-
-    def mark_done(self, stage: str, inputs_hash: str = "", **info: Any) -> None:
-        """Record that ``stage`` finished, with the hash of its inputs and any summary numbers."""
-        state = self._state()
-        state[stage] = {"inputs_hash": inputs_hash, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-        atomic_write_json(self.state_path, state)
-
-    def clear_done(self, *stages: str) -> None:
-        """Forget the done markers of ``stages`` (they will run again)."""
-        state = self._state()
-        if any(stage in state for stage in stages):
-            for stage in stages:
-                state.pop(stage, None)
-            atomic_write_json(self.state_path, state)
