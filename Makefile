@@ -45,11 +45,13 @@ engine: install
 run: install
 	$(OFB) run --out $(RUN_DIR)
 
+# test: the whole suite, slow end-to-end tests included, one worker per core (pytest-xdist)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
+# test-fast: the unit tests (no training, no end-to-end runs)
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 lint: install
 	$(BIN)/ruff check ofb_deploy tests benchmarks
@@ -71,13 +73,14 @@ pretrained: install
 	$(OFB) train $(PRETRAINED_RUN) --model vit_fmnist_tiny --data fmnist --epochs 30 --lr 2e-3 --seed 0 --resume
 	$(BIN)/python -m ofb_deploy.models.pretrained $(PRETRAINED_RUN)/dense vit_fmnist_tiny.fmnist
 
-# compare: OFB vs magnitude, Torch-Pruning and scratch at equal MACs and epochs, seeds 0 and 1 (after `make run`)
+# compare: OFB vs uniform widths (keep-embed and full), Torch-Pruning and scratch at equal MACs and epochs, seeds 0 and 1
+# (after `make run`); compare.json holds the paired differences
 SEEDS ?= 0,1
 compare: install
 	$(OFB) compare $(RUN_DIR) --seeds $(SEEDS)
 	$(OFB) report $(RUN_DIR)
 
-# sweep: OFB and the magnitude baseline at several FLOPs targets (Pareto plot of top-1 vs ORT CPU latency)
+# sweep: OFB and keep-embed uniform widths at several FLOPs targets (Pareto plot of top-1 vs ORT CPU latency)
 TARGETS ?= 0.3,0.5,0.7
 sweep: install
 	$(OFB) sweep $(RUN_DIR) --target-flops $(TARGETS)

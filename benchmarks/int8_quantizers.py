@@ -4,8 +4,8 @@ For one model (a run's subnet or dense model, or a model folder) this exports th
 with each quantizer from the same calibration images (``export.run.quantize_int8``: ``ort``; ``modelopt`` with its
 unquantized layers kept float32, as for TensorRT 10 weak typing, and stored float16, as the bundles for strongly
 typed TensorRT 11 / TensorRT-RTX use), and measures each on ONNX Runtime CPU over the whole validation set: top-1,
-and top-1 agreement with the float32 ONNX. Result: ``benchmarks/results/int8_quantizers.json`` (the README's
-"Edge GPUs" table).
+and top-1 agreement with the float32 ONNX. Result: ``benchmarks/results/int8_quantizers.json`` (the INT8 table of
+docs/results.md).
 
     .venv/bin/python benchmarks/int8_quantizers.py [--run-dir runs/default | --model-dir DIR] [--role subnet]
 """

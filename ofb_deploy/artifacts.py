@@ -41,7 +41,7 @@ REPORT_PLOTS = ("widths.png", "latency_vs_batch.png", "accuracy_vs_latency.png")
 # the files of one compared method's folder (``compare_method_dir`` / ``sweep_method_dir``)
 METHOD_FILES = {
     "result": "result.json",  # written last: the method is done
-    "widths": "widths.json",  # hand-written widths (magnitude baseline; the input of `slice --arch`)
+    "widths": "widths.json",  # hand-written widths (uniform baselines; the input of `slice --arch`)
     "start": "slice",  # the model before fine-tuning (a model folder)
     "onnx": "subnet.onnx",  # the fine-tuned model (subnet.{json,safetensors} in the folder) for ORT timing
     "run": "run",  # a nested run directory (OFB at another seed or target)
