@@ -19,9 +19,10 @@ stages import it, and it imports no stage. Layout of a run directory::
       compare/  compare.json, compare.png; seed{S}/{method}/ (``METHOD_FILES``), latency_budgets/{key}.json
       sweep/    sweep.json, sweep.png; target{T}/{method}/ as in compare/  (`ofb-deploy sweep`)
 
-A deployment bundle (``ofb-deploy bundle``, any folder) holds the files of ``BUNDLE_FILES``. A model folder (``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and
-``<stem>.safetensors`` with ``stem`` one of ``MODEL_STEMS``. A stage is done when ``state.json`` records it with
-the hash of its inputs; the pipeline skips it while that hash is unchanged. Writes are atomic (``utils.io``).
+A deployment bundle (``ofb-deploy bundle``, any folder) holds the files of ``BUNDLE_FILES``. A model folder
+(``RUN/dense``, ``RUN/slice``, or one anywhere else) holds ``<stem>.json`` and ``<stem>.safetensors`` with ``stem``
+one of ``MODEL_STEMS``. A stage is done when ``state.json`` records it with the hash of its inputs; the pipeline
+skips it while that hash is unchanged. Writes are atomic (``utils.io``).
 """
 
 from __future__ import annotations

@@ -263,7 +263,9 @@ CASES: dict[str, Case] = {
     # -- compare, sweep ---------------------------------------------------------------------------------------------
     "compare_missing_run": Case(["compare", "{tmp}/out"], "run directory not found"),
     "compare_seeds_not_ints": Case(["compare", SLICED, "--seeds", "a,b"], "compare.seeds[0] = 'a'", SLICED),
-    "compare_unknown_method": Case(["compare", SLICED, "--methods", "prune-all"], "'ofb', 'uniform-keep-embed'", SLICED),
+    "compare_unknown_method": Case(
+        ["compare", SLICED, "--methods", "prune-all"], "'ofb', 'uniform-keep-embed'", SLICED
+    ),
     "sweep_repeated_target": Case(["sweep", SLICED, "--target-flops", "0.5,0.5"], "distinct", watch=SLICED),
     # -- bundle, export --quantizer -------------------------------------------------------------------------------
     "bundle_unknown_target": Case([*BUNDLE, "--target", "jetson-nano"], "unknown jetson-nano"),

@@ -113,6 +113,7 @@ def test_list_names_every_target(capsys: pytest.CaptureFixture[str]) -> None:
         assert version in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", IDS)
 def test_every_target_writes_its_bundle(bundles: dict[str, Path], case_id: str) -> None:
     bundle = bundles[case_id]
@@ -147,6 +148,7 @@ def _command(bundle: Path, *args: str) -> list[str]:
     return lines[0].split()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", [i for i in IDS if not i.startswith("rtx")])
 def test_dry_run_command_is_valid_for_the_targets_tensorrt(bundles: dict[str, Path], case_id: str) -> None:
     import onnx
@@ -187,6 +189,7 @@ def test_dry_run_command_is_valid_for_the_targets_tensorrt(bundles: dict[str, Pa
             assert dtypes & {onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8}  # the precision is in the ONNX
 
 
+@pytest.mark.slow
 def test_jetson_jp5_onnx_is_decomposed_and_passes_parity(bundles: dict[str, Path]) -> None:
     import onnx
 
@@ -199,6 +202,7 @@ def test_jetson_jp5_onnx_is_decomposed_and_passes_parity(bundles: dict[str, Path
     assert doc["onnx"]["onnx"]["opset"] == 16
 
 
+@pytest.mark.slow
 def test_rtx_dry_run_uses_the_python_builder(bundles: dict[str, Path]) -> None:
     for case_id in ("rtx+triton-fp16-auto", "rtx-int8-auto"):
         words = _command(bundles[case_id])
@@ -208,6 +212,7 @@ def test_rtx_dry_run_uses_the_python_builder(bundles: dict[str, Path]) -> None:
         assert not {"--fp16", "--int8", "--calib"} & set(words)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", ["rtx+triton-fp16-auto", "rtx-int8-auto"])
 def test_rtx_build_sh_builds_an_engine_here(bundles: dict[str, Path], case_id: str, tmp_path: Path) -> None:
     pytest.importorskip("tensorrt_rtx")
@@ -222,6 +227,7 @@ def test_rtx_build_sh_builds_an_engine_here(bundles: dict[str, Path], case_id: s
     assert not list((bundle / "engine").glob(".*tmp*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", IDS)
 def test_check_passes_on_ort_cpu(bundles: dict[str, Path], case_id: str) -> None:
     proc = _script(bundles[case_id], "check.py", "--backend", "ort-cpu")
@@ -242,6 +248,7 @@ def _one_line_failure(proc: subprocess.CompletedProcess, *expect: str) -> None:
         assert text in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_check_fails_in_one_line_on_a_corrupt_onnx(bundles: dict[str, Path], tmp_path: Path) -> None:
     bundle = _copy(bundles, tmp_path)
     blob = (bundle / "model.int8.onnx").read_bytes()
@@ -250,6 +257,7 @@ def test_check_fails_in_one_line_on_a_corrupt_onnx(bundles: dict[str, Path], tmp
     _one_line_failure(_script(bundle, "check.py", "--backend", "ort-cpu", "--no-verify"), "cannot load")
 
 
+@pytest.mark.slow
 def test_check_fails_in_one_line_on_a_wrong_golden_file(bundles: dict[str, Path], tmp_path: Path) -> None:
     bundle = _copy(bundles, tmp_path)
     other = bundles["jetson-jp5-fp16-auto"] / "golden" / "reference.npy"
@@ -262,10 +270,12 @@ def test_check_fails_in_one_line_on_a_wrong_golden_file(bundles: dict[str, Path]
     _one_line_failure(_script(bundle, "check.py", "--backend", "ort-cpu", "--no-verify"), "check failed", "top-1")
 
 
+@pytest.mark.slow
 def test_check_on_tensorrt_without_an_engine_is_one_line(bundles: dict[str, Path]) -> None:
     _one_line_failure(_script(bundles["x86-trt10-fp16-auto"], "check.py", "--backend", "tensorrt"))
 
 
+@pytest.mark.slow
 def test_run_times_ort_cpu_with_percentiles(bundles: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "lat.json"
     args = ["--backend", "ort-cpu", "--batch", "1,8", "--warmup", "0", "--seconds", "0.05", "--iters", "3"]
@@ -278,6 +288,7 @@ def test_run_times_ort_cpu_with_percentiles(bundles: dict[str, Path], tmp_path: 
         assert entry["throughput"] > 0
 
 
+@pytest.mark.slow
 def test_triton_configs_parse_with_tritonclient(bundles: dict[str, Path]) -> None:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -299,6 +310,7 @@ def test_triton_configs_parse_with_tritonclient(bundles: dict[str, Path]) -> Non
     assert seen == 3
 
 
+@pytest.mark.slow
 def test_deepstream_config_has_the_nvinfer_keys(bundles: dict[str, Path]) -> None:
     import configparser
 
@@ -319,6 +331,7 @@ def test_deepstream_config_has_the_nvinfer_keys(bundles: dict[str, Path]) -> Non
         assert len((bundle / "deepstream" / prop["labelfile-path"]).read_text().strip().split(";")) == 10
 
 
+@pytest.mark.slow
 def test_calibration_cache_names_onnx_tensors(bundles: dict[str, Path]) -> None:
     import onnx
 
@@ -348,6 +361,7 @@ def _fake_trtexec(folder: Path, version: str) -> Path:
     return script
 
 
+@pytest.mark.slow
 def test_build_sh_refuses_another_tensorrt_in_one_line(bundles: dict[str, Path], tmp_path: Path) -> None:
     jp5, jp6 = bundles["jetson-jp5-fp16-auto"], bundles["jetson-jp6-fp16-auto"]
     trt10 = _fake_trtexec(tmp_path / "t10", "100300")
@@ -359,6 +373,7 @@ def test_build_sh_refuses_another_tensorrt_in_one_line(bundles: dict[str, Path],
     _one_line_failure(_script(jp6, "build.sh", TRTEXEC=str(trt11)), "--target x86-trt11")
 
 
+@pytest.mark.slow
 def test_implicit_int8_build_stamps_the_devices_version(bundles: dict[str, Path], tmp_path: Path) -> None:
     bundle = _copy(bundles, tmp_path)
     trtexec = _fake_trtexec(tmp_path / "t10", "100301")
@@ -391,6 +406,7 @@ def test_cli_writes_a_bundle_and_a_failure_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+@pytest.mark.slow
 def test_export_int8_with_modelopt(trained_test_vit_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("modelopt")
     import onnx
@@ -404,6 +420,7 @@ def test_export_int8_with_modelopt(trained_test_vit_dir: Path, tmp_path: Path) -
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 19
 
 
+@pytest.mark.slow
 def test_missing_modelopt_is_one_line(
     trained_test_vit_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -79,6 +79,7 @@ def test_qdq_matmul_only_symmetric_per_channel_and_cached(
     assert other["key"] != info["key"] and not other["cached"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_methods_run(method: str, source: CalibrationSource, fp32_onnx: Path, tmp_path: Path) -> None:
     small = CalibrationSource(source.images[:16], {**source.selection, "num_images": 16}, batch_size=16)

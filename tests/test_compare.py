@@ -100,6 +100,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Run
     return run
 
 
+@pytest.mark.slow
 def test_compare_holds_every_method_at_equal_macs_and_epochs(tiny_run: RunDir) -> None:
     recipe = read_recipe(tiny_run)
     assert recipe.budget_epochs == 2 and recipe.search_passes == pytest.approx(1.0)
@@ -129,6 +130,7 @@ def test_compare_holds_every_method_at_equal_macs_and_epochs(tiny_run: RunDir) -
     assert before == after
 
 
+@pytest.mark.slow
 def test_compare_rejects_bad_input_before_any_work(tiny_run: RunDir, tmp_path: Path, capsys) -> None:
     with pytest.raises(ConfigError):
         CompareConfig(methods=("ofb", "prune-everything"))
@@ -142,6 +144,7 @@ def test_compare_rejects_bad_input_before_any_work(tiny_run: RunDir, tmp_path: P
     assert not tiny_run.sweep_dir.exists()
 
 
+@pytest.mark.slow
 def test_ofb_latency_searches_at_the_ofb_subnets_measured_latency(
     tiny_run: RunDir, tmp_path: Path, monkeypatch
 ) -> None:

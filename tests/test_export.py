@@ -39,7 +39,9 @@ def _export_and_check(name: str, tmp_path: Path, fmnist_root: Path) -> None:
     assert report["passed"] and report["max_abs"] < 1e-4 and report["top1_agreement"] == 1.0
 
 
-@pytest.mark.parametrize("name", list_models("test_*"))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if "swin" in n else n for n in list_models("test_*")]
+)
 def test_export_presets_parity(name: str, tmp_path: Path, fmnist_root: Path) -> None:
     _export_and_check(name, tmp_path, fmnist_root)
 

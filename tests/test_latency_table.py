@@ -131,7 +131,9 @@ def test_latency_targeted_search_finishes_and_records_its_prediction(tmp_path: P
 
 
 def test_validate_checks_the_prediction_in_ms_and_as_a_share_of_dense(tmp_path: Path) -> None:
+    from ofb_deploy.timing.latency import LatencyReport
     from ofb_deploy.utils.io import atomic_write_json
+    from ofb_deploy.validate.results import LatencyStats, PairLatency
     from ofb_deploy.validate.validate import latency_prediction
 
     run = RunDir(tmp_path / "run", create=True)
@@ -142,14 +144,20 @@ def test_validate_checks_the_prediction_in_ms_and_as_a_share_of_dense(tmp_path: 
     atomic_write_json(run.arch_path, {"latency": predicted})
 
     def timed(dense: float, subnet: float, threads: int) -> dict:
-        runner = {"threads": threads}
-        return {"ort-cpu": {"8": {"dense": {"p50_ms": dense, "runner": runner},
-                                  "subnet": {"p50_ms": subnet, "runner": runner}}}}  # fmt: skip
+        def stats(ms: float) -> LatencyStats:  # three iterations of ``ms`` each: the median is ``ms``
+            runner = {"threads": threads}
+            return LatencyStats.of(LatencyReport.from_samples([ms / 1e3] * 3, backend="ort-cpu", batch_size=8,
+                                                              runner=runner))  # fmt: skip
+
+        pair = PairLatency(dense=stats(dense), subnet=stats(subnet), speedup=dense / subnet, round_speedup=1.0)
+        return {"ort-cpu": {"8": pair}}
 
     out = latency_prediction(run, timed(12.0, 7.2, 1))  # the machine runs 1.2x slower than when profiled
-    assert out["measured_ms"] == 7.2 and out["error_pct"] == pytest.approx(100 * (6.1 - 7.2) / 7.2, abs=0.01)
-    assert out["drift"] == pytest.approx(1.2) and out["measured_share"] == pytest.approx(0.6)
-    assert out["predicted_share"] == pytest.approx(0.61) and out["share_error_pct"] == pytest.approx(1.67, abs=0.01)
+    assert out.measured_ms == pytest.approx(7.2) and out.error_pct == pytest.approx(100 * (6.1 - 7.2) / 7.2, abs=0.01)
+    assert out.drift == pytest.approx(1.2) and out.measured_share == pytest.approx(0.6)
+    assert out.predicted_share == pytest.approx(0.61) and out.share_error_pct == pytest.approx(1.67, abs=0.01)
+    assert "note" not in out.to_dict() and out.to_dict()["target"] == "0.6x"  # the search's fields carried over
     other = latency_prediction(run, timed(12.0, 7.2, 2))  # timed at another thread count: no comparison
-    assert other["measured_ms"] is None and other["error_pct"] is None and "2 thread(s)" in other["note"]
-    assert latency_prediction(run, {})["measured_ms"] is None  # that backend was not timed
+    assert other.measured_ms is None and other.error_pct is None and "2 thread(s)" in other.note
+    assert "drift" not in other.to_dict() and other.to_dict()["measured_ms"] is None  # null, not left out
+    assert latency_prediction(run, {}).measured_ms is None  # that backend was not timed

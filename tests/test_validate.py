@@ -13,7 +13,7 @@ from ofb_deploy.cli import main
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.utils.io import read_json
 from ofb_deploy.validate.config import ValidateConfig
-from ofb_deploy.validate.validate import inputs_hash, list_engines, topk, validate_run
+from ofb_deploy.validate.validate import inputs_hash, list_engines, read_validation, topk, validate_run
 
 
 def test_topk_counts_hits_within_k() -> None:
@@ -69,6 +69,18 @@ def test_latency_per_backend_and_batch(validated_run: RunDir) -> None:
     assert doc["machine"]["cpu"] and "onnxruntime" in doc["machine"]["libraries"]
     record = validated_run.stage_record("validate")
     assert record is not None and "speedup" in record and record["dense_top1"] == doc["models"]["dense"]["top1"]
+
+
+@pytest.mark.slow
+def test_results_read_back_typed(validated_run: RunDir) -> None:
+    result = read_validation(validated_run)
+    assert result.to_dict() == read_json(validated_run.validate_path)  # every key of the file is in the model
+    pairs = list(result.timed())
+    assert len(pairs) == 6 and all(
+        p.speedup == pytest.approx(p.dense.median_ms / p.subnet.median_ms) for *_, p in pairs
+    )
+    assert result.models["subnet"].arch.embed_dim == 32 and result.sliced is None  # the hand-sliced fixture
+    assert all(e.agreement is not None and e.error is None for e in result.engines)
 
 
 @pytest.mark.slow

@@ -16,13 +16,14 @@ from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.methods import make_method
 from ofb_deploy.compare.recipe import dense_top1, read_recipe
+from ofb_deploy.compare.results import CompareLatency, DenseResult, MethodResult, SweepResult, SweepRow
+from ofb_deploy.compare.run import method_result
 from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.space import resolve_flops_target
-from ofb_deploy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def _folder(run_dir: RunDir, recipe: Any, spec: Any, target: str, method: str) -
 def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None = None) -> dict[str, Any]:
     """Search, fine-tune and time OFB and keep-embed uniform widths at every FLOPs target; write ``RunDir.sweep_json``.
 
+    Returns the document as written (``SweepResult.to_dict()``).
+
     Args:
         run_dir: a run that finished search, slice and finetune (its dense model, data and recipe are reused).
         targets: FLOPs targets as ``--target-flops`` takes them (``0.3``, ``800M``); checked before any work.
@@ -53,42 +56,39 @@ def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None 
     for target in targets:  # fail on an impossible target before hours of work
         resolve_flops_target(target, dense.spec, recipe.search.space())
     seed = recipe.search.seed
-    rows: list[dict[str, Any]] = []
+    made: list[tuple[str, MethodResult]] = []
     for target in targets:
-        ofb = make_method(recipe, _folder(run_dir, recipe, dense.spec, target, "ofb"), "ofb", seed, None, target)
-        mag = make_method(
-            recipe, _folder(run_dir, recipe, dense.spec, target, "uniform-keep-embed"), "uniform-keep-embed", seed, ofb
-        )
-        rows += [{"target": target, **ofb}, {"target": target, **mag}]
-        log.info("sweep %s: ofb %.2f%%, uniform-keep-embed %.2f%%", target, ofb["top1"], mag["top1"])
+        ofb_folder = _folder(run_dir, recipe, dense.spec, target, "ofb")
+        ofb = make_method(recipe, ofb_folder, "ofb", seed, None, target)
+        uniform_folder = _folder(run_dir, recipe, dense.spec, target, "uniform-keep-embed")
+        uniform = make_method(recipe, uniform_folder, "uniform-keep-embed", seed, ofb)
+        made += [(target, method_result(ofb, ofb_folder)), (target, method_result(uniform, uniform_folder))]
+        log.info("sweep %s: ofb %.2f%%, uniform-keep-embed %.2f%%", target, ofb["top1"], uniform["top1"])
     models = {"dense": run_dir.dense_dir}
     onnx = {"dense": run_dir.onnx_path("dense")}
-    for row in rows:
-        label = f"{row['method']}/{row['target']}"
-        models[label] = Path(row["model_dir"])
-        onnx[label] = run_dir.sweep_method_dir(row["target"], row["method"]) / METHOD_FILES["onnx"]
+    for target, r in made:
+        models[f"{r.method}/{target}"] = Path(r.model_dir)
+        onnx[f"{r.method}/{target}"] = run_dir.sweep_method_dir(target, r.method) / METHOD_FILES["onnx"]
     latency = time_models(models, onnx, build_splits(recipe.data, dense.spec).val, config)
     dense_macs = count_macs(dense.spec).total
-    for row in rows:
-        row["latency_ms"] = latency[f"{row['method']}/{row['target']}"]
-        row["flops_ratio"] = round(row["flops"] / dense_macs, 4)
-    doc = {
-        "schema_version": 1,
-        "run_dir": str(run_dir.root),
-        "targets": targets,
-        "methods": list(SWEEP_METHODS),
-        "budget_epochs": recipe.budget_epochs,
-        "dense": {
-            "top1": dense_top1(recipe),
-            "flops": dense_macs,
-            "params": count_params(dense.spec),
-            "latency_ms": latency["dense"],
-        },
-        "rows": rows,
-        "latency": {"backend": "ort-cpu", "batches": list(config.batches)},
-    }
-    atomic_write_json(run_dir.sweep_json, doc)
+    rows = [
+        SweepRow(**r.model_dump(), target=target, latency_ms=latency[f"{r.method}/{target}"],
+                 flops_ratio=round(r.flops / dense_macs, 4))
+        for target, r in made
+    ]  # fmt: skip
+    result = SweepResult(
+        run_dir=str(run_dir.root),
+        targets=targets,
+        methods=list(SWEEP_METHODS),
+        budget_epochs=recipe.budget_epochs,
+        dense=DenseResult(
+            top1=dense_top1(recipe), flops=dense_macs, params=count_params(dense.spec), latency_ms=latency["dense"]
+        ),
+        rows=rows,
+        latency=CompareLatency(batches=list(config.batches)),
+    )
+    result.write(run_dir.sweep_json)
     from ofb_deploy.compare.plots import plot_pareto
 
-    plot_pareto(doc, run_dir.sweep_plot)
-    return doc
+    plot_pareto(result, run_dir.sweep_plot)
+    return result.to_dict()

@@ -10,81 +10,136 @@ search space, arXiv 2403.15835 sec. 3). ``family`` says how the blocks are wired
   (shifted-)window attention with ``window_size`` and global average pooling. ``embed_dim`` is the patch
   embedding's width, i.e. ``stage_dims[0]``.
 
-The swin-only keys are left out of a ViT's JSON, so every ViT spec written before ``family`` existed still
-loads. ``from_dict`` validates every field and names any bad or unknown key, so a hand-written JSON file fails
-with one clear line.
+The spec is a frozen pydantic model: the field types hold the per-field rules and two model validators the
+cross-field ones. The swin-only keys are left out of a ViT's JSON, so every ViT spec written before ``family``
+existed still loads. Any bad or unknown key fails with one ``ConfigError`` line naming it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, Strict, ValidationError, computed_field, model_serializer, model_validator
 
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.io import atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
-FAMILIES = ("vit", "swin")
 STAGE_KEYS = ("stage_depths", "stage_dims", "window_size")  # the swin-only fields
+PER_BLOCK = ("num_heads", "head_dim", "mlp_hidden")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# NOTE: strict: a JSON "8", 8.0 or true where a count belongs is a typo, not a count
+Count = Annotated[int, Strict(), Field(gt=0)]
+Number = Annotated[float, Strict()]
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """Widths and input geometry of a vision transformer with per-block widths.
 
-    Args:
-        base_model: registry name of the dense model this spec comes from.
-        img_size: square input resolution in pixels.
-        patch_size: square patch size in pixels.
-        in_chans: input channels.
-        num_classes: classifier outputs.
-        embed_dim: width of the patch embedding (ViT: of the whole residual stream; Swin: of stage 0).
-        num_heads: attention heads per block (blocks of all stages, in order).
-        head_dim: per-head q/k/v dim per block.
-        mlp_hidden: MLP hidden width per block.
-        qkv_bias: whether the qkv projection has a bias.
-        mean: per-channel normalisation mean the model expects.
-        std: per-channel normalisation std the model expects.
-        schema_version: version of this JSON schema.
-        family: ``vit`` or ``swin`` (how the blocks are wired, see the module docstring).
-        stage_depths: Swin: blocks per stage (empty for a ViT).
-        stage_dims: Swin: residual width per stage, ``stage_dims[0] == embed_dim`` (empty for a ViT).
-        window_size: Swin: side of the attention window in tokens (0 for a ViT); a stage whose grid is not
-            larger than the window attends over the whole grid and is not shifted (as timm).
-    """
+def _describe(exc: ValidationError) -> str:
+    """One line for a validation error: the unknown or missing keys, else the first bad key, its value and why."""
+    errors = exc.errors()
+    for kind, what in (("extra_forbidden", "unknown"), ("missing", "missing")):
+        keys = [str(e["loc"][0]) for e in errors if e["type"] == kind]
+        if keys:
+            allowed = f"; allowed keys: {', '.join(ArchSpec.model_fields)}" if what == "unknown" else ""
+            return f"{what} key(s) {', '.join(keys)}{allowed}"
+    err = errors[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    text = err["msg"].removeprefix("Value error, ")
+    text = text[:1].lower() + text[1:]
+    return f"{where} = {err['input']!r}: {text}" if where else text
 
-    base_model: str
-    img_size: int
-    patch_size: int
-    in_chans: int
-    num_classes: int
-    embed_dim: int
-    num_heads: tuple[int, ...]
-    head_dim: tuple[int, ...]
-    mlp_hidden: tuple[int, ...]
-    qkv_bias: bool = True
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    schema_version: int = SCHEMA_VERSION
-    family: str = "vit"
-    stage_depths: tuple[int, ...] = ()
-    stage_dims: tuple[int, ...] = ()
-    window_size: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
-        for name in ("num_heads", "head_dim", "mlp_hidden", "mean", "std", "stage_depths", "stage_dims"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        _validate(self)
+class ArchSpec(BaseModel):
+    """Widths and input geometry of a vision transformer with per-block widths: a dense model or an OFB subnet."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    base_model: str = Field(min_length=1, description="registry name of the dense model this spec comes from")
+    img_size: Count = Field(description="square input resolution in pixels")
+    patch_size: Count = Field(description="square patch size in pixels")
+    in_chans: Count = Field(description="input channels")
+    num_classes: Count = Field(description="classifier outputs")
+    embed_dim: Count = Field(description="width of the patch embedding (ViT: the residual stream; Swin: stage 0)")
+    num_heads: tuple[Count, ...] = Field(min_length=1, description="attention heads per block (all stages, in order)")
+    head_dim: tuple[Count, ...] = Field(description="per-head q/k/v dim per block")
+    mlp_hidden: tuple[Count, ...] = Field(description="MLP hidden width per block")
+    qkv_bias: Annotated[bool, Strict()] = Field(True, description="whether the qkv projection has a bias")
+    mean: tuple[Number, ...] = Field(IMAGENET_MEAN, description="per-channel normalisation mean the model expects")
+    std: tuple[Annotated[Number, Field(gt=0)], ...] = Field(IMAGENET_STD, description="per-channel normalisation std")
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="version of this JSON schema")
+    family: Literal["vit", "swin"] = Field("vit", description="`vit`: one stage, global attention; `swin`: stages")
+    stage_depths: tuple[Count, ...] = Field((), description="Swin: blocks per stage (left out of a ViT's JSON)")
+    stage_dims: tuple[Count, ...] = Field((), description="Swin: residual width per stage, [0] == embed_dim")
+    # a stage whose grid is not larger than the window attends over the whole grid, unshifted (as timm)
+    window_size: Annotated[int, Strict(), Field(ge=0)] = Field(0, description="Swin: attention window side in tokens")
+
+    def __init__(self, **data: Any) -> None:
+        # NOTE: every construction (from_dict, replace, uniform, a caller's ArchSpec(...)) fails with one line
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_depth(cls, data: Any) -> Any:
+        # ``depth`` is written for readers and derived on reading: a stated one must match the per-block entries
+        # (when those agree with each other; otherwise _check_shapes names the odd one)
+        if not isinstance(data, dict) or "depth" not in data:
+            return data
+        data = dict(data)
+        depth = data.pop("depth")
+        lengths = {len(v) for k in PER_BLOCK if isinstance(v := data.get(k), list | tuple)}
+        if len(lengths) == 1 and depth != (n := lengths.pop()):
+            raise ValueError(f"depth {depth!r} does not match the {n} per-block entries")
+        return data
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ArchSpec:
+        """Cross-field rules: per-block lengths, the patch grid, one mean/std per channel, the Swin stages."""
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        for name, n in ((k, len(getattr(self, k))) for k in PER_BLOCK[1:]):
+            if n != self.depth:
+                raise ValueError(f"{name} has {n} entries, expected {self.depth} (one per block)")
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean/std need {self.in_chans} entries (one per input channel)")
         if self.family == "swin":
-            _validate_swin(self)
-        elif any(getattr(self, k) for k in STAGE_KEYS):
-            raise ConfigError(f"{', '.join(STAGE_KEYS)} are for family swin, not {self.family}")
+            self._check_stages()
+        elif self.stage_depths or self.stage_dims or self.window_size:
+            raise ValueError(f"{', '.join(STAGE_KEYS)} are for family swin, not {self.family}")
+        return self
 
+    def _check_stages(self) -> None:
+        stages = len(self.stage_depths)
+        if not stages or sum(self.stage_depths) != self.depth:
+            raise ValueError(f"stage_depths sum to {sum(self.stage_depths)}, but there are {self.depth} blocks")
+        if len(self.stage_dims) != stages:
+            raise ValueError(f"stage_dims needs one positive width per stage ({stages}), got {len(self.stage_dims)}")
+        if self.stage_dims[0] != self.embed_dim:
+            raise ValueError(f"stage_dims[0] ({self.stage_dims[0]}) must equal embed_dim ({self.embed_dim})")
+        if self.window_size <= 0:
+            raise ValueError(f"window_size must be a positive integer for family swin, got {self.window_size}")
+        for stage in range(stages):
+            grid = self.stage_grid(stage)
+            # NOTE: no padding anywhere: every patch merging halves an even grid, every window tiles its grid
+            if stage and (self.stage_grid(stage - 1) % 2 or grid == 0):
+                raise ValueError(f"stage {stage}: the {self.stage_grid(stage - 1)}-token grid cannot be halved")
+            if grid % self.stage_window(stage)[0]:
+                raise ValueError(f"stage {stage}: window {self.window_size} does not tile the {grid}x{grid} grid")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: Any) -> dict[str, Any]:
+        # NOTE: a ViT's JSON reads as before ``family`` existed: no swin-only keys
+        out = handler(self)
+        if self.family != "swin":
+            for key in STAGE_KEYS:
+                out.pop(key, None)
+        return out
+
+    @computed_field(description="number of transformer blocks (derived; checked when read back)")
     @property
     def depth(self) -> int:
         """Number of transformer blocks."""
@@ -255,20 +310,11 @@ class ArchSpec:
 
     def replace(self, **changes: Any) -> ArchSpec:
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return type(self)(**{name: getattr(self, name) for name in type(self).model_fields} | changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (``extra`` is left out: it is for callers, not the schema; so are the swin-only
-        keys of a ViT, so its JSON reads as before ``family`` existed)."""
-        out = dataclasses.asdict(self)
-        out.pop("extra")
-        for key in ("num_heads", "head_dim", "mlp_hidden", "mean", "std", "stage_depths", "stage_dims"):
-            out[key] = list(out[key])
-        if self.family != "swin":
-            for key in STAGE_KEYS:
-                out.pop(key)
-        out["depth"] = self.depth
-        return out
+        """Plain JSON-ready dict (lists, ``depth`` included; a ViT's without the swin-only keys)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "arch spec") -> ArchSpec:
@@ -280,33 +326,10 @@ class ArchSpec:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        data = dict(data)
-        depth = data.pop("depth", None)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        missing = sorted(
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name in known
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-            and f.name not in data
-        )
-        if missing:
-            raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
-        if data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise ConfigError(f"{source}: unsupported schema_version {data['schema_version']!r}")
         try:
-            spec = cls(**data)
+            return cls(**{str(k): v for k, v in data.items()})
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        if depth is not None and depth != spec.depth:
-            raise ConfigError(f"{source}: depth {depth} does not match {spec.depth} per-block entries")
-        return spec
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON (atomically)."""
@@ -316,57 +339,3 @@ class ArchSpec:
     def load(cls, path: str | Path) -> ArchSpec:
         """Read and validate a spec JSON file."""
         return cls.from_dict(read_json(path, "arch spec"), source=str(path))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _validate(spec: ArchSpec) -> None:
-    for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim"):
-        value = getattr(spec, name)
-        if not _is_int(value) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(spec.base_model, str) or not spec.base_model:
-        raise ConfigError("base_model must be a non-empty string")
-    if spec.img_size % spec.patch_size:
-        raise ConfigError(f"img_size {spec.img_size} is not a multiple of patch_size {spec.patch_size}")
-    depth = len(spec.num_heads)
-    if depth == 0:
-        raise ConfigError("a model needs at least one block")
-    for name in ("num_heads", "head_dim", "mlp_hidden"):
-        values = getattr(spec, name)
-        if len(values) != depth:
-            raise ConfigError(f"{name} has {len(values)} entries, expected {depth} (one per block)")
-        for i, value in enumerate(values):
-            if not _is_int(value) or value <= 0:
-                raise ConfigError(f"{name}[{i}] must be a positive integer, got {value!r}")
-    if len(spec.mean) != spec.in_chans or len(spec.std) != spec.in_chans:
-        raise ConfigError(f"mean/std need {spec.in_chans} entries (one per input channel)")
-    if any(not isinstance(s, (int, float)) or s <= 0 for s in spec.std):
-        raise ConfigError("std entries must be positive numbers")
-    if not isinstance(spec.qkv_bias, bool):
-        raise ConfigError("qkv_bias must be true or false")
-    if spec.family not in FAMILIES:
-        raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, got {spec.family!r}")
-
-
-def _validate_swin(spec: ArchSpec) -> None:
-    stages = len(spec.stage_depths)
-    if stages == 0 or any(not _is_int(n) or n <= 0 for n in spec.stage_depths):
-        raise ConfigError("stage_depths needs one positive block count per stage")
-    if sum(spec.stage_depths) != spec.depth:
-        raise ConfigError(f"stage_depths sum to {sum(spec.stage_depths)}, but there are {spec.depth} blocks")
-    if len(spec.stage_dims) != stages or any(not _is_int(w) or w <= 0 for w in spec.stage_dims):
-        raise ConfigError(f"stage_dims needs one positive width per stage ({stages})")
-    if spec.stage_dims[0] != spec.embed_dim:
-        raise ConfigError(f"stage_dims[0] ({spec.stage_dims[0]}) must equal embed_dim ({spec.embed_dim})")
-    if not _is_int(spec.window_size) or spec.window_size <= 0:
-        raise ConfigError(f"window_size must be a positive integer, got {spec.window_size!r}")
-    for stage in range(stages):
-        grid = spec.stage_grid(stage)
-        # NOTE: no padding anywhere: every patch merging halves an even grid, every window tiles its grid
-        if stage and (spec.stage_grid(stage - 1) % 2 or grid == 0):
-            raise ConfigError(f"stage {stage}: the {spec.stage_grid(stage - 1)}-token grid cannot be halved")
-        if grid % spec.stage_window(stage)[0]:
-            raise ConfigError(f"stage {stage}: window {spec.window_size} does not tile the {grid}x{grid} grid")

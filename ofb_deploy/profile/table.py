@@ -18,15 +18,16 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, PrivateAttr
+from typing_extensions import TypedDict
 
 from ofb_deploy.errors import ArtifactError, ConfigError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.utils.io import atomic_write_json, read_json
+from ofb_deploy.utils.results import ResultModel
 
 SCHEMA_VERSION = 1
 
@@ -59,40 +60,48 @@ def _bilinear(rows: list[int], cols: list[int], grid: np.ndarray, r: float, c: f
     return float((1 - wr) * top + wr * bottom)
 
 
-@dataclass
-class LatencyTable:
-    """Per-part latency grids of one model on one backend (ms, net of the per-run overhead).
+class FitPoint(TypedDict):
+    """One whole model the table's correction was fitted on (a typed dict: callers index it as the JSON)."""
 
-    Args:
-        key: what the numbers depend on: model arch, backend, precision, batch, threads, machine, library versions.
-        overhead_ms: per-run call overhead (an empty graph), counted once per model.
-        embeds: measured embed widths, ascending.
-        fixed_ms: fixed part (stem and head) per embed.
-        head_dims: measured head dims, ascending.
-        attn_ms: per head count (``"1"``, ``"2"`` ...), a grid [embed][head dim].
-        hiddens: measured MLP widths, ascending.
-        mlp_ms: grid [embed][hidden].
-        scale: affine correction of the summed prediction (fitted on whole models).
-        offset: affine correction, ms.
-        fit: the whole models the correction was fitted on (arch, measured and raw predicted ms).
-        profile_seconds: how long profiling took.
-    """
+    model: Annotated[str, Field(description="`dense`, `uniform50`, `uniform75` or `randomN`")]
+    arch: Annotated[
+        dict[str, Any], Field(description="its `embed_dim` and per block `num_heads`, `head_dim`, `mlp_hidden`")
+    ]
+    measured_ms: Annotated[float, Field(description="measured median (ms)")]
+    raw_ms: Annotated[float, Field(description="the parts' sum before the correction (ms)")]
+    predicted_ms: Annotated[float, Field(description="after the correction (ms)")]
 
-    key: dict[str, Any]
-    overhead_ms: float
-    embeds: list[int]
-    fixed_ms: list[float]
-    head_dims: list[int]
-    attn_ms: dict[str, list[list[float]]]
-    hiddens: list[int]
-    mlp_ms: list[list[float]]
-    scale: float = 1.0
-    offset: float = 0.0
-    fit: list[dict[str, Any]] = field(default_factory=list)
-    profile_seconds: float = 0.0
-    schema_version: int = SCHEMA_VERSION
 
-    def __post_init__(self) -> None:
+class LatencyTable(ResultModel):
+    """Per-part latency grids of one model on one backend (ms, net of the per-run overhead); a profile's JSON file."""
+
+    key: dict[str, Any] = Field(
+        description="what the numbers depend on: model arch, backend, precision, batch, threads, machine, libraries"
+    )
+    overhead_ms: float = Field(description="per-run call overhead (an empty graph), counted once per model")
+    embeds: list[int] = Field(description="measured embed widths, ascending")
+    fixed_ms: list[float] = Field(description="fixed part (stem and head) per embed")
+    head_dims: list[int] = Field(description="measured head dims, ascending")
+    attn_ms: dict[str, list[list[float]]] = Field(
+        description='per head count (`"1"`, `"2"` ...), a grid [embed][head dim]'
+    )
+    hiddens: list[int] = Field(description="measured MLP widths, ascending")
+    mlp_ms: list[list[float]] = Field(description="grid [embed][hidden]")
+    scale: float = Field(1.0, description="affine correction of the summed prediction (fitted on whole models)")
+    offset: float = Field(0.0, description="affine correction, ms")
+    fit: list[FitPoint] = Field(default_factory=list, description="the whole models the correction was fitted on")
+    profile_seconds: float = Field(0.0, description="how long profiling took")
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="`1`")
+    _fixed: np.ndarray = PrivateAttr()
+    _attn: dict[int, np.ndarray] = PrivateAttr()
+    _mlp: np.ndarray = PrivateAttr()
+
+    def __init__(self, *args: Any, **fields: Any) -> None:
+        # NOTE: positional too, as the dataclass it was (``profile.measure`` and the tests' tables build it so)
+        super().__init__(**dict(zip(type(self).model_fields, args, strict=False)), **fields)
+
+    def model_post_init(self, context: Any) -> None:
+        """The monotone grids the predictions interpolate (computed once)."""
         self._fixed = _monotone(np.asarray(self.fixed_ms))
         self._attn = {int(h): _monotone(np.asarray(g)) for h, g in self.attn_ms.items()}
         self._mlp = _monotone(np.asarray(self.mlp_ms))
@@ -131,23 +140,22 @@ class LatencyTable:
         """Short hash of ``key`` (the cache key)."""
         return key_digest(self.key)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def save(self, path: str | Path) -> Path:
-        """Write the table as JSON, atomically."""
-        return atomic_write_json(path, self.to_dict())
+        """Write the table as JSON, atomically.
+
+        Args:
+            path: the file.
+        """
+        return self.write(path)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
-        """Read a table written by ``save``; one line if it is malformed."""
-        doc = read_json(path, "latency table")
-        try:
-            if doc.get("schema_version") != SCHEMA_VERSION:
-                raise ValueError(f"schema_version {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-            return cls(**doc)
-        except (AttributeError, TypeError, ValueError, KeyError) as exc:
-            raise ArtifactError(f"{path} is not a latency table: {exc}") from None
+        """Read a table written by ``save``; one ``ArtifactError`` line if it is missing, malformed or old.
+
+        Args:
+            path: the file.
+        """
+        return cls.read(path, "latency table")
 
 
 def check_profilable(spec: ArchSpec) -> None:
@@ -165,7 +173,7 @@ def check_profilable(spec: ArchSpec) -> None:
 
 def arch_key(spec: ArchSpec) -> dict[str, Any]:
     """The part of a table key that names the model (its widths and geometry, not its normalisation)."""
-    return {k: v for k, v in spec.to_dict().items() if k not in ("mean", "std", "extra")}
+    return {k: v for k, v in spec.to_dict().items() if k not in ("mean", "std")}
 
 
 def key_digest(key: dict[str, Any]) -> str:

@@ -8,26 +8,26 @@ batch size per backend; top-1 against per-image latency at the largest batch for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ofb_deploy.artifacts import REPORT_PLOTS, RunDir
 from ofb_deploy.report.markdown import embed_label, embed_widths
+from ofb_deploy.report.results import Report
 from ofb_deploy.utils.plots import pyplot, save_figure
 
 
-def plot_widths(doc: dict[str, Any], path: Path) -> None:
+def plot_widths(doc: Report, path: Path) -> None:
     """Bars of attention width (heads x head dim) and MLP hidden width per block, dense vs subnet."""
     plt = pyplot()
-    d, s = doc["dense"]["arch"], doc["subnet"]["arch"]
-    blocks = list(range(len(d["num_heads"])))
+    d, s = doc.dense.arch, doc.subnet.arch
+    blocks = list(range(d.depth))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     series = (
         (
             "attention width",
-            [h * w for h, w in zip(d["num_heads"], d["head_dim"], strict=True)],
-            [h * w for h, w in zip(s["num_heads"], s["head_dim"], strict=True)],
+            [h * w for h, w in zip(d.num_heads, d.head_dim, strict=True)],
+            [h * w for h, w in zip(s.num_heads, s.head_dim, strict=True)],
         ),
-        ("MLP hidden", d["mlp_hidden"], s["mlp_hidden"]),
+        ("MLP hidden", d.mlp_hidden, s.mlp_hidden),
     )
     for ax, (title, dense, sub) in zip(axes, series, strict=True):
         ax.bar([b - 0.2 for b in blocks], dense, width=0.4, label="dense", color="#bbbbbb")
@@ -41,18 +41,18 @@ def plot_widths(doc: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_latency(doc: dict[str, Any], path: Path) -> None:
+def plot_latency(doc: Report, path: Path) -> None:
     """Median latency vs batch size, one colour per backend, dense dashed and subnet solid (log-log)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, key in enumerate(doc["dense"]["latency"]):
-        for role, style in (("dense", "--"), ("subnet", "-")):
-            per_batch = doc[role]["latency"].get(key, {})
+    for i, key in enumerate(doc.dense.latency):
+        for role, model, style in (("dense", doc.dense, "--"), ("subnet", doc.subnet, "-")):
+            per_batch = model.latency.get(key, {})
             batches = sorted(per_batch, key=int)
             ax.plot(
                 [int(b) for b in batches],
-                [per_batch[b]["p50_ms"] for b in batches],
+                [per_batch[b].p50_ms for b in batches],
                 style,
                 marker="o",
                 color=colors[i % len(colors)],
@@ -67,23 +67,24 @@ def plot_latency(doc: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def accuracy_points(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
+def accuracy_points(doc: Report) -> list[tuple[str, float, float]]:
     """``(label, ms per image, top-1)`` for each role and backend key measured at its largest batch."""
-    top1 = {("torch", r): doc[r]["top1"] for r in ("dense", "subnet")}
-    for e in doc["engines"]:
-        if e.get("top1") is not None:
-            top1[(e["key"], e["role"])] = e["top1"]
+    roles = (("dense", doc.dense), ("subnet", doc.subnet))
+    top1 = {("torch", role): model.top1 for role, model in roles}
+    for e in doc.engines:
+        if e.top1 is not None:
+            top1[(e.key, e.role)] = e.top1
     points = []
-    for role in ("dense", "subnet"):
-        for key, per_batch in doc[role]["latency"].items():
-            if (key, role) not in top1 or not per_batch:
+    for role, model in roles:
+        for key, per_batch in model.latency.items():
+            if top1.get((key, role)) is None or not per_batch:
                 continue
             batch = max(per_batch, key=int)
-            points.append((f"{role} {key}", per_batch[batch]["p50_ms"] / int(batch), top1[(key, role)]))
+            points.append((f"{role} {key}", per_batch[batch].p50_ms / int(batch), top1[(key, role)]))
     return points
 
 
-def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
+def plot_accuracy(doc: Report, path: Path) -> None:
     """Top-1 against per-image latency: dense, subnet and their other-precision (INT8) engines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -97,7 +98,7 @@ def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def draw_plots(doc: dict[str, Any], run_dir: RunDir) -> list[str]:
+def draw_plots(doc: Report, run_dir: RunDir) -> list[str]:
     """Draw every plot that has data into the run's report folder; return the file names written.
 
     Args:
@@ -107,7 +108,7 @@ def draw_plots(doc: dict[str, Any], run_dir: RunDir) -> list[str]:
     widths, latency, accuracy = REPORT_PLOTS
     drawn = [widths]
     plot_widths(doc, run_dir.report_plot(widths))
-    if doc["dense"]["latency"]:
+    if doc.dense.latency:
         plot_latency(doc, run_dir.report_plot(latency))
         drawn.append(latency)
         if accuracy_points(doc):

@@ -17,6 +17,7 @@ from ofb_deploy.artifacts import ROLES, RunDir
 from ofb_deploy.errors import OfbError
 from ofb_deploy.models.io import OUTPUT_NAME
 from ofb_deploy.validate.config import ValidateConfig
+from ofb_deploy.validate.results import Agreement, EngineResult, TopK
 from ofb_deploy.validate.validate import EngineFile, outputs_of, topk
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,11 @@ def evaluate_all(
     engines: list[EngineFile],
     config: ValidateConfig,
     progress: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, TopK], list[EngineResult], TopK | None]:
     """Top-1/top-5 of the PyTorch models and of each engine, plus each engine's agreement with PyTorch.
+
+    Returns the PyTorch models' accuracy per role, each engine's result and the sliced model's accuracy before
+    fine-tuning (``None`` when the subnet was not fine-tuned).
 
     Args:
         run_dir: the run.
@@ -50,38 +54,34 @@ def evaluate_all(
 
     task = progress.add_task("validate accuracy", total=len(ROLES) + len(engines), info="")
     refs: dict[str, np.ndarray] = {}
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, TopK] = {}
     for role in ROLES:
         progress.update(task, info=f"torch {role}")
         runner = make_runner("torch", run_dir.model_dir(role), threads=config.threads, name=f"torch:{role}")
         logits, labels = outputs_of(runner, reader)
         refs[role] = logits
-        models[role] = topk(logits, labels)
+        models[role] = TopK(**topk(logits, labels))
         progress.advance(task)
     sliced = None
     if run_dir.model_dir("subnet") != run_dir.slice_dir and run_dir.slice_dir.is_dir():
         # NOTE: the sliced model before fine-tuning shows what slicing alone keeps (no engine is built of it)
         runner = make_runner("torch", run_dir.slice_dir, threads=config.threads, name="torch:sliced")
-        sliced = topk(*outputs_of(runner, reader))
+        sliced = TopK(**topk(*outputs_of(runner, reader)))
     results = []
     for engine in engines:
         progress.update(task, info=engine.path.name)
         results.append(_evaluate_engine(engine, reader, refs[engine.role], config))
         progress.advance(task)
-    return {"models": models, "engines": results, "sliced": sliced}
+    return models, results, sliced
 
 
-def _evaluate_engine(engine: EngineFile, reader: Any, reference: np.ndarray, config: ValidateConfig) -> dict[str, Any]:
+def _evaluate_engine(engine: EngineFile, reader: Any, reference: np.ndarray, config: ValidateConfig) -> EngineResult:
     from ofb_deploy.engines.registry import make_runner
     from ofb_deploy.onnxtools.parity import compare_outputs
 
-    entry: dict[str, Any] = {
-        "role": engine.role,
-        "backend": engine.backend,
-        "precision": engine.precision,
-        "key": engine.key,
-        "path": str(engine.path),
-    }
+    entry = EngineResult(
+        role=engine.role, backend=engine.backend, precision=engine.precision, key=engine.key, path=str(engine.path)
+    )
     try:
         runner = make_runner(engine.backend, engine.path, engine.precision, threads=config.threads)
         batch_reader = reader.with_batch_size(engine_batch(engine, config.eval_batch))
@@ -89,15 +89,11 @@ def _evaluate_engine(engine: EngineFile, reader: Any, reference: np.ndarray, con
     except OfbError as exc:
         # NOTE: one engine that fails to load must not hide the others' results; the report shows the reason
         log.warning("%s: %s", engine.path.name, exc)
-        entry["error"] = str(exc)
-        return entry
-    entry.update(topk(logits, labels))
+        return entry.model_copy(update={"error": str(exc)})
     agreement = compare_outputs({OUTPUT_NAME: reference}, {OUTPUT_NAME: logits})
-    entry["agreement"] = agreement.to_dict()
-    log.info(
-        "%s: top-1 %.2f%%, agreement with torch %.2f%%",
-        engine.path.name,
-        entry["top1"],
-        100 * agreement.top1_agreement,
+    accuracy = TopK(**topk(logits, labels))
+    log.info("%s: top-1 %.2f%%, agreement with torch %.2f%%", engine.path.name, accuracy.top1,
+             100 * agreement.top1_agreement)  # fmt: skip
+    return entry.model_copy(
+        update={**accuracy.model_dump(), "agreement": Agreement.model_validate(agreement.to_dict())}
     )
-    return entry

@@ -2,7 +2,8 @@
 
 For every backend and precision built for both roles (and eager PyTorch on the model folders), both runners are
 activated once and timed with ``measure_interleaved`` at each batch size on real validation images. The result
-per backend key and batch holds both ``LatencyReport``s and the speedup (dense median / subnet median).
+per backend key and batch (``results.PairLatency``) holds both ``LatencyReport``s and the speedup (dense median /
+subnet median).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ofb_deploy.models.io import INPUT_NAME
 from ofb_deploy.timing.interleaved import measure_interleaved
 from ofb_deploy.utils.threads import cpu_threads
 from ofb_deploy.validate.config import ValidateConfig, latency_key
+from ofb_deploy.validate.results import BackendLatency, Failure, LatencyStats, PairLatency
 from ofb_deploy.validate.validate import EngineFile
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ def time_all(
     engines: list[EngineFile],
     config: ValidateConfig,
     progress: Progress,
-) -> dict[str, dict[str, Any]]:
+    flops_ratio: float,
+) -> dict[str, BackendLatency]:
     """Interleaved dense-vs-subnet latency per backend key and batch (batch keys are strings, as in JSON).
 
     Args:
@@ -65,36 +68,39 @@ def time_all(
         engines: runnable engines.
         config: batches, threads and timing settings.
         progress: rich progress to report on.
+        flops_ratio: dense MACs / subnet MACs (for ``speedup_per_flops``).
     """
     pairs = latency_pairs(run_dir, engines, config)
     task = progress.add_task("validate latency", total=len(pairs) * len(config.batches), info="")
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, BackendLatency] = {}
     for key, (backend, precision, dense, subnet) in pairs.items():
         progress.update(task, info=key)
         try:
-            out[key] = _time_pair(backend, precision, dense, subnet, reader.images, config, progress, task)
+            out[key] = _time_pair(
+                backend, precision, (dense, subnet), reader.images, config, flops_ratio, progress, task
+            )
         except OfbError as exc:
             log.warning("latency of %s skipped: %s", key, exc)
-            out[key] = {"error": str(exc)}
+            out[key] = Failure(error=str(exc))
     return out
 
 
 def _time_pair(
     backend: str,
     precision: str,
-    dense: Path,
-    subnet: Path,
+    targets: tuple[Path, Path],
     images: np.ndarray,
     config: ValidateConfig,
+    flops_ratio: float,
     progress: Progress,
     task: Any,
-) -> dict[str, Any]:
+) -> dict[str, PairLatency | Failure]:
     threads = cpu_threads(config.threads) if backend in CPU_BACKENDS else None
     runners = {
-        "dense": make_runner(backend, dense, precision, threads=threads, name="dense"),
-        "subnet": make_runner(backend, subnet, precision, threads=threads, name="subnet"),
+        role: make_runner(backend, target, precision, threads=threads, name=role)
+        for role, target in zip(("dense", "subnet"), targets, strict=True)
     }
-    per_batch: dict[str, Any] = {}
+    per_batch: dict[str, PairLatency | Failure] = {}
     for runner in runners.values():
         runner.activate()
     try:
@@ -111,14 +117,15 @@ def _time_pair(
                 )
             except OfbError as exc:
                 # NOTE: e.g. a batch beyond a fixed engine profile; the other batches still count
-                per_batch[str(batch)] = {"error": str(exc)}
+                per_batch[str(batch)] = Failure(error=str(exc))
                 continue
-            per_batch[str(batch)] = {
-                "dense": result.reports["dense"].to_dict(),
-                "subnet": result.reports["subnet"].to_dict(),
-                "speedup": result.speedup(),
-                "round_speedup": result.round_speedup(),
-            }
+            per_batch[str(batch)] = PairLatency(
+                dense=LatencyStats.of(result.reports["dense"]),
+                subnet=LatencyStats.of(result.reports["subnet"]),
+                speedup=result.speedup(),
+                round_speedup=result.round_speedup(),
+                speedup_per_flops=result.speedup() / flops_ratio,
+            )
             log.info("%s:%s batch %d: speedup %.2fx", backend, precision, batch, result.speedup())
     finally:
         for runner in runners.values():

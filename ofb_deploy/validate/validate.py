@@ -26,13 +26,20 @@ from ofb_deploy.errors import ArtifactError, OfbError
 from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.models.io import OUTPUT_NAME
-from ofb_deploy.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
+from ofb_deploy.utils.io import read_json, sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
 from ofb_deploy.validate.config import ValidateConfig, latency_key
+from ofb_deploy.validate.results import (
+    BackendLatency,
+    LatencyCheck,
+    Machine,
+    ModelResult,
+    PairLatency,
+    PredictedLatency,
+    ValidationResult,
+)
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -66,16 +73,16 @@ def list_engines(run_dir: RunDir) -> list[EngineFile]:
     return sorted(found, key=lambda e: (e.backend, PRECISIONS.index(e.precision), ROLES.index(e.role)))
 
 
-def describe_model(run_dir: RunDir, role: str) -> dict[str, Any]:
-    """Arch, MACs and params of a role's PyTorch model (``dense`` or ``subnet``)."""
+def describe_model(run_dir: RunDir, role: str) -> ModelResult:
+    """Arch, MACs and params of a role's PyTorch model (``dense`` or ``subnet``; accuracy is filled in later).
+
+    Args:
+        run_dir: the run.
+        role: ``dense`` or ``subnet``.
+    """
     folder = run_dir.model_dir(role)
     spec = read_model_dir_spec(folder)
-    return {
-        "model_dir": str(folder),
-        "arch": spec.to_dict(),
-        "flops": count_macs(spec).total,
-        "params": count_params(spec),
-    }
+    return ModelResult(model_dir=str(folder), arch=spec, flops=count_macs(spec).total, params=count_params(spec))
 
 
 def validation_reader(run_dir: RunDir, config: ValidateConfig) -> Any:
@@ -137,6 +144,8 @@ def runnable_engines(engines: list[EngineFile], config: ValidateConfig) -> tuple
 def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[str, Any]:
     """Measure accuracy and latency of a run's models and engines; write ``RunDir.validate_path``.
 
+    Returns the document as written (``ValidationResult.to_dict()``; ``read_validation`` reads it typed).
+
     Args:
         run_dir: a run whose ``train`` and ``slice`` stages are done (``export``/``build`` for engines).
         config: what to measure (default ``ValidateConfig()``).
@@ -152,101 +161,105 @@ def validate_run(run_dir: RunDir, config: ValidateConfig | None = None) -> dict[
     digest = inputs_hash(run_dir, config)
     started = time.perf_counter()
     models = {role: describe_model(run_dir, role) for role in ROLES}
+    ratio = models["dense"].flops / models["subnet"].flops
     engines, skipped = runnable_engines(list_engines(run_dir), config)
     reader = validation_reader(run_dir, config)
     with make_progress() as progress:
-        accuracy = evaluate_all(run_dir, reader, engines, config, progress)
-        latency = time_all(run_dir, reader, engines, config, progress) if config.latency else {}
-    for role in ROLES:
-        models[role].update(accuracy["models"][role])
-    ratio = models["dense"]["flops"] / models["subnet"]["flops"]
-    for per_batch in latency.values():
-        for entry in per_batch.values():
-            if isinstance(entry, dict) and "speedup" in entry:
-                entry["speedup_per_flops"] = entry["speedup"] / ratio
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": config.to_dict(),
-        "data": {**run_data(run_dir).to_dict(), "val_samples": int(len(reader.images))},
-        "machine": machine_info(),
-        "models": models,
-        "sliced": accuracy["sliced"],
-        "flops_ratio": ratio,
-        "engines": accuracy["engines"],
-        "skipped_engines": skipped,
-        "latency": latency,
-        "latency_prediction": latency_prediction(run_dir, latency),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    atomic_write_json(run_dir.validate_path, doc)
-    run_dir.mark_done("validate", digest, **summary(doc))
-    return doc
+        tops, results, sliced = evaluate_all(run_dir, reader, engines, config, progress)
+        latency = time_all(run_dir, reader, engines, config, progress, ratio) if config.latency else {}
+    result = ValidationResult(
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        config=config.to_dict(),
+        data={**run_data(run_dir).to_dict(), "val_samples": int(len(reader.images))},
+        machine=Machine.model_validate(machine_info()),
+        models={role: model.model_copy(update=tops[role].model_dump()) for role, model in models.items()},
+        sliced=sliced,
+        flops_ratio=ratio,
+        engines=results,
+        skipped_engines=skipped,
+        latency=latency,
+        latency_prediction=latency_prediction(run_dir, latency),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    result.write(run_dir.validate_path)
+    run_dir.mark_done("validate", digest, **summary(result))
+    return result.to_dict()
 
 
-def latency_prediction(run_dir: RunDir, latency: dict[str, Any]) -> dict[str, Any] | None:
+def latency_prediction(run_dir: RunDir, latency: dict[str, BackendLatency]) -> LatencyCheck | None:
     """The search's predicted subnet latency against the one measured here on the same backend and batch.
 
     ``None`` unless the search targeted latency. ``measured_ms`` is ``None`` when validate did not time that
     backend (fp32) at that batch; ``error_pct`` is (predicted - measured) / measured. The same comparison as a
     share of the dense model (``predicted_share`` against ``measured_share``, dense and subnet timed together
     here) is free of the machine's drift since profiling, which ``drift`` (dense measured / dense predicted) shows.
+
+    Args:
+        run_dir: the run (its search result holds the prediction).
+        latency: what validate timed, per backend key and batch.
     """
     if not run_dir.arch_path.is_file():
         return None
-    predicted = read_json(run_dir.arch_path, "search result").get("latency")
-    if not predicted:
+    doc = read_json(run_dir.arch_path, "search result").get("latency")
+    if not doc:
         return None
-    entry = latency.get(predicted["backend"], {}).get(str(predicted["batch"]))
-    timed = isinstance(entry, dict) and "subnet" in entry
-    threads = entry["subnet"].get("runner", {}).get("threads") if timed else None
-    if timed and predicted.get("threads") is not None and threads != predicted["threads"]:
+    predicted = PredictedLatency.parse(doc, f"{run_dir.arch_path} latency")
+    base = predicted.model_dump()
+    per_batch = latency.get(predicted.backend)
+    entry = per_batch.get(str(predicted.batch)) if isinstance(per_batch, dict) else None
+    if not isinstance(entry, PairLatency):
+        return LatencyCheck(**base, measured_ms=None, error_pct=None)
+    threads = entry.subnet.runner.get("threads")
+    if predicted.threads is not None and threads != predicted.threads:
         # NOTE: a table holds one thread count; a time at another count is no check of it
-        note = f"validate timed at {threads} thread(s), the table was profiled at {predicted['threads']}"
-        return {**predicted, "measured_ms": None, "error_pct": None, "note": note}
-    measured = entry["subnet"]["p50_ms"] if timed else None
-    out = {**predicted, "measured_ms": measured, "error_pct": _error(predicted["predicted_ms"], measured)}
-    if timed and predicted.get("dense_predicted_ms"):
-        dense = entry["dense"]["p50_ms"]
-        share = predicted["predicted_ms"] / predicted["dense_predicted_ms"]
-        out |= {
+        note = f"validate timed at {threads} thread(s), the table was profiled at {predicted.threads}"
+        return LatencyCheck(**base, measured_ms=None, error_pct=None, note=note)
+    measured, dense = entry.subnet.p50_ms, entry.dense.p50_ms
+    check = {"measured_ms": measured, "error_pct": _error(predicted.predicted_ms, measured)}
+    if predicted.dense_predicted_ms:
+        share = predicted.predicted_ms / predicted.dense_predicted_ms
+        check |= {
             "dense_measured_ms": dense,
-            "drift": round(dense / predicted["dense_predicted_ms"], 4),
+            "drift": round(dense / predicted.dense_predicted_ms, 4),
             "predicted_share": round(share, 4),
             "measured_share": round(measured / dense, 4),
             "share_error_pct": _error(share, measured / dense),
         }
-    return out
+    return LatencyCheck(**base, **check)
 
 
 def _error(predicted: float, measured: float | None) -> float | None:
     return None if measured is None else round(100 * (predicted - measured) / measured, 2)
 
 
-def summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers the stage marker and the CLI print: top-1 per role, speedups per backend and batch."""
-    out: dict[str, Any] = {f"{role}_top1": doc["models"][role].get("top1") for role in ROLES}
-    out["speedup"] = {
-        key: {
-            batch: round(entry["speedup"], 3)
-            for batch, entry in per_batch.items()
-            if isinstance(entry, dict) and "speedup" in entry
-        }
-        for key, per_batch in doc.get("latency", {}).items()
-        if isinstance(per_batch, dict)
-    }
+def summary(result: ValidationResult | dict[str, Any]) -> dict[str, Any]:
+    """The few numbers the stage marker and the CLI print: top-1 per role, speedups per backend and batch.
+
+    Args:
+        result: the validation results (or their JSON, as ``validate_run`` returns it).
+    """
+    if not isinstance(result, ValidationResult):
+        result = ValidationResult.parse(result, "validation results")
+    out: dict[str, Any] = {f"{role}_top1": result.models[role].top1 for role in ROLES}
+    out["speedup"] = {key: {} for key, per_batch in result.latency.items() if isinstance(per_batch, dict)}
+    for key, batch, pair in result.timed():
+        out["speedup"][key][batch] = round(pair.speedup, 3)
     return out
 
 
-def read_validation(run_dir: RunDir) -> dict[str, Any]:
-    """The validation results of a run (``RunDir.validate_path``), or a one-line error saying to run the stage."""
+def read_validation(run_dir: RunDir) -> ValidationResult:
+    """The validation results of a run (``RunDir.validate_path``), or a one-line error saying to run the stage.
+
+    Args:
+        run_dir: the run.
+    """
     path = run_dir.validate_path
     if not path.is_file():
         raise ArtifactError(f"{path} not found: run `ofb-deploy validate {run_dir.root}` first")
-    doc = read_json(path, "validation results")
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-        raise ArtifactError(f"{path} has an unknown schema; run `ofb-deploy validate {run_dir.root}` again")
-    return doc
+    try:
+        return ValidationResult.read(path, "validation results")
+    except ArtifactError as exc:
+        raise ArtifactError(f"{exc}; run `ofb-deploy validate {run_dir.root}` again") from None
 
 
 def outputs_of(runner: Any, reader: Any) -> tuple[np.ndarray, np.ndarray]:
