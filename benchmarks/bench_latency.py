@@ -80,7 +80,7 @@ def run_case(name: str, case: dict[str, Any], work: Path, args: argparse.Namespa
         "subnet_flops": summary["flops"],
         "flops_ratio": summary["flops"] / dense_macs,
         "speedup": {b: r["speedup"] for b, r in doc["results"].items()},
-        "round_speedup": {b: r["round_speedup"] for b, r in doc["results"].items()},
+        "pooled_speedup": {b: r["pooled_speedup"] for b, r in doc["results"].items()},
         "dense_p50_ms": {b: r["baseline"]["p50_ms"] for b, r in doc["results"].items()},
         "subnet_p50_ms": {b: r["p50_ms"] for b, r in doc["results"].items()},
         "results": doc["results"],

@@ -389,6 +389,7 @@ def test_implicit_int8_build_stamps_the_devices_version(bundles: dict[str, Path]
     assert (next((bundle / "triton").glob("*/1/model.plan"))).read_bytes() == b"plan"
 
 
+@pytest.mark.slow
 def test_cli_writes_a_bundle_and_a_failure_leaves_nothing(
     run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -109,6 +109,7 @@ def test_latency_targets_in_time_units_or_as_a_share_of_dense() -> None:
         SearchConfig(target_flops=None, target_latency="1.5x")
 
 
+@pytest.mark.slow
 def test_latency_targeted_search_finishes_and_records_its_prediction(tmp_path: Path, fmnist_root: Path) -> None:
     table = synthetic_table()
     path = table.save(tmp_path / "table.json")
@@ -149,7 +150,8 @@ def test_validate_checks_the_prediction_in_ms_and_as_a_share_of_dense(tmp_path: 
             return LatencyStats.of(LatencyReport.from_samples([ms / 1e3] * 3, backend="ort-cpu", batch_size=8,
                                                               runner=runner))  # fmt: skip
 
-        pair = PairLatency(dense=stats(dense), subnet=stats(subnet), speedup=dense / subnet, round_speedup=1.0)
+        ratio = dense / subnet
+        pair = PairLatency(dense=stats(dense), subnet=stats(subnet), speedup=ratio, pooled_speedup=ratio)
         return {"ort-cpu": {"8": pair}}
 
     out = latency_prediction(run, timed(12.0, 7.2, 1))  # the machine runs 1.2x slower than when profiled

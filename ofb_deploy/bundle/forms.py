@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.bundle.targets import TargetSpec
+from ofb_deploy.calibrate.modelopt import modelopt_version
+from ofb_deploy.calibrate.trt_cache import tensor_ranges, write_trt_calib_cache
 from ofb_deploy.choices import Precision, Quantizer
-from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError
+from ofb_deploy.export.run import quantize_int8
 from ofb_deploy.onnxtools.export import check_onnx, convert_fp16, export_onnx
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,6 @@ def resolve_quantizer(target: TargetSpec, quantizer: str) -> str:
     if quantizer == "auto":
         if not target.modelopt:
             return Quantizer.ORT.value
-        from ofb_deploy.calibrate.modelopt import modelopt_version
-        from ofb_deploy.errors import BackendUnavailableError
 
         try:
             modelopt_version()
@@ -109,7 +110,6 @@ def resolve_quantizer(target: TargetSpec, quantizer: str) -> str:
                 f"--quantizer modelopt writes opset 19, which TensorRT {target.trt} ({target.name}) does not parse; "
                 "use --quantizer ort"
             )
-        from ofb_deploy.calibrate.modelopt import modelopt_version
 
         modelopt_version()
     return quantizer
@@ -155,7 +155,6 @@ def make_forms(
         info = convert_fp16(paths["onnx"], paths["onnx_fp16"], keep_nodes=kept, require_layernorm=not kept)
         summaries["onnx_fp16"] = {**_brief(info), "parity": parity.check(paths["onnx_fp16"], "fp16", target.name)}
         return result
-    from ofb_deploy.export.run import quantize_int8
 
     source = calibration()
     high = "fp16" if quantizer == Quantizer.MODELOPT else "fp32"
@@ -164,8 +163,6 @@ def make_forms(
     summaries["onnx_int8"] = {**_brief(info), "parity": parity.check(paths["onnx_int8"], "int8", target.name)}
     result["int8"] = {**info["quantization"], "high_precision": high}
     if target.calib_cache:
-        from ofb_deploy.calibrate.trt_cache import tensor_ranges, write_trt_calib_cache
-
         paths["calib_cache"] = work / "calib.cache"
         ranges = tensor_ranges(paths["onnx"], source)
         write_trt_calib_cache(paths["calib_cache"], ranges, target.trt)

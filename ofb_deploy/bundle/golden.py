@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.engines.ort import OrtRunner
 from ofb_deploy.errors import ConfigError
 
 DEFAULT_GOLDEN_IMAGES = 2000
@@ -38,7 +39,7 @@ def golden_images(data: Any, spec: Any, count: int) -> tuple[np.ndarray, np.ndar
         spec: the model's ``ArchSpec``.
         count: how many images.
     """
-    from ofb_deploy.data import as_config, build_splits, make_reader
+    from ofb_deploy.data import as_config, build_splits, make_reader  # lazy: the data sets import torch
 
     if count < 1:
         raise ConfigError(f"--golden-images must be at least 1, got {count}")
@@ -68,8 +69,6 @@ def encode_images(images: np.ndarray, mean: tuple[float, ...], std: tuple[float,
 
 def ort_logits(onnx_path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Outputs of ONNX Runtime (CPU) on ``images``, in batches."""
-    from ofb_deploy.engines.ort import OrtRunner
-
     with OrtRunner(onnx_path, name="golden") as runner:
         name = runner.input_specs()[0].name
         parts = [next(iter(runner.infer({name: images[i : i + batch]}).values())) for i in range(0, len(images), batch)]

@@ -34,10 +34,19 @@ from ofb_deploy.artifacts import (
 )
 from ofb_deploy.bundle import golden as gold
 from ofb_deploy.bundle.commands import DEFAULT_WORKSPACE_MIB, build_plans, trtexec_flags
+from ofb_deploy.bundle.forms import make_forms, resolve_quantizer
+from ofb_deploy.bundle.layouts import deepstream_config, labels_text, triton_config, triton_note
 from ofb_deploy.bundle.render import SCRIPTS, TEMPLATE_NAMES, build_script, now, readme, template
 from ofb_deploy.bundle.targets import TargetChoice, parse_target
+from ofb_deploy.calibrate import CalibrationSource
 from ofb_deploy.choices import Precision, Quantizer, Role
+from ofb_deploy.data import dataset_info, model_data, run_data
+from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.export.run import ParityChecker
+from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
+from ofb_deploy.models.flops import count_macs
+from ofb_deploy.models.io import OUTPUT_NAME
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_text, check_writable, read_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -93,8 +102,6 @@ class BundleConfig:
 
 def _source(source: Path, role: str) -> tuple[Path, Any, RunDir | None]:
     """The model folder, its data and the run (``None`` for a bare model folder)."""
-    from ofb_deploy.data import model_data, run_data
-
     if model_stem(source) is not None:
         return source, model_data(source), None
     run = RunDir(source)
@@ -126,11 +133,6 @@ class _Inputs:
 
 def _checked(source: Path, out: Path, config: BundleConfig) -> _Inputs:
     """Everything ``make_bundle`` needs to know before any long work, each failure one line."""
-    from ofb_deploy.bundle.forms import resolve_quantizer
-    from ofb_deploy.data import dataset_info
-    from ofb_deploy.engines.config import TrtBuildConfig
-    from ofb_deploy.models.checkpoint import read_model_dir_spec
-
     choice = parse_target(config.target)
     if config.precision not in choice.target.precisions:
         raise ConfigError(f"--precision {config.precision!r}: choose from {', '.join(choice.target.precisions)}")
@@ -180,12 +182,6 @@ def make_bundle(source: Path, out: Path, config: BundleConfig) -> dict[str, Any]
 
 
 def _write(staging: Path, inputs: _Inputs, config: BundleConfig) -> dict[str, Any]:
-    from ofb_deploy.bundle.forms import make_forms
-    from ofb_deploy.calibrate import CalibrationSource
-    from ofb_deploy.export.run import ParityChecker
-    from ofb_deploy.models.checkpoint import load_model_dir
-    from ofb_deploy.models.flops import count_macs
-
     choice, quantizer, profile, model_dir = inputs.choice, inputs.quantizer, inputs.profile, inputs.model_dir
     data, run, spec = inputs.data, inputs.run, inputs.spec
     target = choice.target
@@ -300,9 +296,6 @@ def _golden(staging: Path, paths: dict[str, Path], keys: set[str], data: Any, sp
 
 def _layouts(staging: Path, choice: TargetChoice, plan: Any, name: str, spec: Any, io: dict, profile: tuple,
              info: Any) -> None:  # fmt: skip
-    from ofb_deploy.bundle.layouts import deepstream_config, labels_text, triton_config, triton_note
-    from ofb_deploy.models.io import OUTPUT_NAME
-
     classes = list(info.classes) or None
     if "triton" in choice.layouts:
         folder = triton_model_dir(staging, name)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.calibrate.qdq import quantize_qdq
+from ofb_deploy.calibrate.trt import make_entropy_calibrator
 from ofb_deploy.data.readers import ArrayReader
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.models.io import INPUT_NAME
@@ -84,7 +86,7 @@ class CalibrationSource:
             seed: seed of the subset.
             batch_size: images per calibration batch.
         """
-        from ofb_deploy.data import as_config, build_splits, make_reader
+        from ofb_deploy.data import as_config, build_splits, make_reader  # lazy: the data sets import torch
 
         if num_images < 1:
             raise ConfigError(f"calibration needs at least one image, got {num_images}")
@@ -146,12 +148,8 @@ class CalibrationSource:
             input_name: the network input's name.
             batch_size: calibration batch (default: the source's; capped at the number of images).
         """
-        from ofb_deploy.calibrate.trt import make_entropy_calibrator
-
         return make_entropy_calibrator(trt, self.fixed_batches(batch_size, input_name), cache_path)
 
     def quantize_qdq(self, onnx_path: Path, out_path: Path, config: Any = None, cache_dir: Path | None = None) -> dict:
         """Write a QDQ INT8 ONNX of ``onnx_path`` (see ``calibrate.qdq.quantize_qdq``)."""
-        from ofb_deploy.calibrate.qdq import quantize_qdq
-
         return quantize_qdq(onnx_path, out_path, self, config=config, cache_dir=cache_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.data.readers import ArrayReader
+from ofb_deploy.errors import BackendUnavailableError
 from ofb_deploy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ def make_entropy_calibrator(trt: Any, reader: ArrayReader, cache_path: Path) -> 
         cache_path: read when present (calibration is then skipped by TensorRT), written after calibrating.
     """
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
-        from ofb_deploy.errors import BackendUnavailableError
-
         raise BackendUnavailableError(
             f"TensorRT {trt.__version__} has no INT8 calibrators (removed in 11): build INT8 from the QDQ ONNX"
         )

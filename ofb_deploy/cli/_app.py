@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from ofb_deploy.data import DataConfig, dataset_info, run_data
+
 if TYPE_CHECKING:
     from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.data import DataConfig
 
 app = typer.Typer(
     name="ofb-deploy",
@@ -74,8 +75,6 @@ def data_for(
         skip_bad_images: ``--skip-bad-images``.
         train_size: ``--train-size`` (this stage's cap).
     """
-    from ofb_deploy.data import DataConfig, dataset_info, run_data
-
     named = {"name": data, "root": data_root}
     given = {k: v for k, v in named.items() if v is not None}
     if data_root is not None and data is None:

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from ofb_deploy.choices import Backend
 from ofb_deploy.cli._app import app, console
+from ofb_deploy.utils.config import parse_batches
+from ofb_deploy.utils.io import atomic_write_json, check_writable_file
 from ofb_deploy.validate.config import ValidateConfig
 
 V = ValidateConfig.default
@@ -47,9 +49,7 @@ def bench_cli(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
 ) -> None:
     """Time a model: warm-up by time, then >= --min-iters iterations and >= --min-time-s seconds per batch."""
-    from ofb_deploy.utils.config import parse_batches
-    from ofb_deploy.utils.io import atomic_write_json, check_writable_file
-    from ofb_deploy.validate.bench import bench
+    from ofb_deploy.validate.bench import bench  # lazy: keeps --help from importing torch
 
     timing = ValidateConfig(batches=parse_batches(batch), threads=threads, warmup_s=warmup_s, min_iters=min_iters,
                             min_time_s=min_time_s)  # fmt: skip

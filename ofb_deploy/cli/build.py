@@ -9,17 +9,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir
+from ofb_deploy.build import build_run
 from ofb_deploy.choices import BuildBackend, Precision
 from ofb_deploy.cli._app import app, console
+from ofb_deploy.engines import list_backends
 from ofb_deploy.engines.config import TrtBuildConfig
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.config import parse_batches
 from ofb_deploy.validate.config import ValidateConfig
 
 BATCHES = ",".join(map(str, ValidateConfig.default("batches")))  # the pipeline builds for the batches it times
 
 
 def _print_backends() -> None:
-    from ofb_deploy.engines import list_backends
-
     table = Table("backend", "version", "build", "run", "what build makes", "why not / what to install")
     for s in list_backends():
         yes = {True: "[green]yes[/]", False: "[red]no[/]"}
@@ -46,15 +49,10 @@ def build_cli(
     list_: Annotated[bool, typer.Option("--list", help="Show which backends this machine can build and run.")] = False,
 ) -> None:
     """Build engines (and JSON sidecars) for every exported model of RUN_DIR."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.build import build_run
-    from ofb_deploy.errors import ConfigError
-
     if list_:
         return _print_backends()
     if run_dir is None:
         raise ConfigError("give a RUN_DIR to build, or --list to see the backends")
-    from ofb_deploy.utils.config import parse_batches
 
     opts = TrtBuildConfig(precision=precision, batches=parse_batches(batch), workspace_mb=workspace,
                           opt_level=opt_level, compute_capabilities=compute_capability, tf32=tf32)  # fmt: skip

@@ -9,7 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ofb_deploy.bundle.make import BundleConfig, make_bundle
+from ofb_deploy.bundle.targets import target_table
 from ofb_deploy.cli._app import app, console
+from ofb_deploy.errors import ConfigError
+from ofb_deploy.utils.config import parse_batches
 
 TARGET_HELP = (
     "Device target (jetson-jp5, jetson-jp6, jetson-jp7, x86-trt10, x86-trt11, rtx), plus any of the layouts "
@@ -18,8 +22,6 @@ TARGET_HELP = (
 
 
 def _print_targets() -> None:
-    from ofb_deploy.bundle.targets import target_table
-
     rows = target_table()
     table = Table(*rows[0].keys())
     for row in rows:
@@ -41,14 +43,10 @@ def bundle_cli(
     list_: Annotated[bool, typer.Option("--list", help="Show each target's TensorRT, ONNX form, precisions.")] = False,
 ) -> None:
     """Write a deployment bundle: target-form ONNX, INT8 artifacts, build.sh, run.py, check.py, golden data."""
-    from ofb_deploy.errors import ConfigError
-
     if list_:
         return _print_targets()
     if source is None or target is None or out is None:
         raise ConfigError("give RUN (or a model folder), --target and --out; or --list to see the targets")
-    from ofb_deploy.bundle.make import BundleConfig, make_bundle
-    from ofb_deploy.utils.config import parse_batches
 
     config = BundleConfig(
         target, precision, parse_batches(batch), role, quantizer, golden_images, workspace_mib=workspace

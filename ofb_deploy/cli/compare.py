@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.choices import Method
 from ofb_deploy.cli._app import RunArg, app, console
 from ofb_deploy.compare.config import CompareConfig
+from ofb_deploy.utils.config import parse_batches
 
 C = CompareConfig.default
 _HELP_METHODS = f"Comma-separated methods: {', '.join(Method.values())} (ofb is always run)."
@@ -51,12 +53,10 @@ def compare_cli(
     ),
     methods: Annotated[str, typer.Option(help=_HELP_METHODS)] = ",".join(C("methods")),
     batch: Annotated[str, typer.Option(help=_HELP_BATCH)] = ",".join(map(str, C("batches"))),
-    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = C("threads"),
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads.")] = C("threads"),
 ) -> None:
     """Baselines from the run's dense checkpoint at the OFB subnet's MACs and the same epochs (RUN's compare)."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.compare import compare_run
-    from ofb_deploy.utils.config import parse_batches
+    from ofb_deploy.compare import compare_run  # lazy: keeps --help from importing torch
 
     config = CompareConfig(seeds=seeds, methods=methods, batches=parse_batches(batch), threads=threads)
     run = RunDir(run_dir)
@@ -86,12 +86,10 @@ def sweep_cli(
     run_dir: RunArg,
     target_flops: Annotated[str, typer.Option(help="Comma-separated FLOPs targets (0.3,0.5,0.7 or 800M,...).")],
     batch: Annotated[str, typer.Option(help=_HELP_BATCH)] = ",".join(map(str, C("batches"))),
-    threads: Annotated[int | None, typer.Option(help="ORT CPU threads (default: every core).")] = C("threads"),
+    threads: Annotated[int | None, typer.Option(help="ORT CPU threads.")] = C("threads"),
 ) -> None:
     """A searched, fine-tuned subnet per FLOPs target, with keep-embed uniform widths at each (RUN's sweep)."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.compare import sweep_run
-    from ofb_deploy.utils.config import parse_batches
+    from ofb_deploy.compare import sweep_run  # lazy: keeps --help from importing torch
 
     config = CompareConfig(batches=parse_batches(batch), threads=threads)
     run = RunDir(run_dir)

@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir, model_stem
 from ofb_deploy.choices import Quantizer
 from ofb_deploy.cli._app import ALL_HELP, app, console
+from ofb_deploy.errors import ConfigError
 from ofb_deploy.export.config import ExportConfig
+from ofb_deploy.export.run import export_model_dir, export_run
 
 E = ExportConfig.default
 
@@ -44,10 +47,6 @@ def export_cli(
     ),
 ) -> None:
     """Export to ONNX with a dynamic batch, check it and compare it with PyTorch on real images."""
-    from ofb_deploy.artifacts import RunDir, model_stem
-    from ofb_deploy.errors import ConfigError
-    from ofb_deploy.export.run import export_model_dir, export_run
-
     config = ExportConfig(opset=opset, fp16=fp16, int8=int8, parity_images=parity_images, quantizer=quantizer)
     if model_stem(target) is not None:
         doc = export_model_dir(target, out, config)

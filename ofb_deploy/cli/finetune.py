@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, TrainSizeOpt, app, console, data_for
 from ofb_deploy.finetune.config import FinetuneConfig
 
@@ -31,8 +32,6 @@ def finetune_cli(
     resume: Annotated[bool, typer.Option(help="Continue from the fine-tune's resume state.")] = False,
 ) -> None:
     """Fine-tune RUN's sliced subnet with knowledge distillation (soft targets + CE) into its finetune folder."""
-    from ofb_deploy.artifacts import RunDir
-
     run = RunDir(run_dir)
     ft = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, teacher=teacher, alpha=alpha,
                         temperature=temperature, seed=seed)  # fmt: skip

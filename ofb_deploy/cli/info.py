@@ -10,7 +10,7 @@ from ofb_deploy.cli._app import app, console
 @app.command("info")
 def info_cli() -> None:
     """Show library versions, ONNX Runtime providers, TensorRT availability and CUDA devices."""
-    from ofb_deploy.timing.latency import collect_info
+    from ofb_deploy.timing.latency import collect_info  # lazy: keeps --help from importing torch
 
     table = Table(show_header=False, box=None)
     for key, value in collect_info().items():

@@ -8,13 +8,14 @@ import typer
 from rich.table import Table
 
 from ofb_deploy.cli._app import app, console
+from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.models.pretrained import shipped_tags
 
 
 @app.command("models")
 def models_cli(pattern: Annotated[str, typer.Argument(help="Glob over the names, e.g. 'deit_*'.")] = "*") -> None:
     """List the registered models: input, widths (a Swin: per stage), MACs and params, pretrained weights."""
-    from ofb_deploy.models import count_macs, count_params, get_arch_spec, list_models
-    from ofb_deploy.models.pretrained import shipped_tags
+    from ofb_deploy.models import get_arch_spec, list_models  # lazy: keeps --help from importing torch
 
     table = Table("model", "input", "embed", "depth", "heads", "MLP", "MMACs", "params", "shipped weights")
     for name in list_models(pattern):

@@ -9,7 +9,8 @@ import typer
 
 from ofb_deploy.choices import BuildBackend, Precision
 from ofb_deploy.cli._app import app, console
-from ofb_deploy.timing.config import PROFILE_BATCH
+from ofb_deploy.timing.config import PROFILE_BATCH, PROFILE_TIMING
+from ofb_deploy.utils.io import check_writable_file
 
 
 @app.command("profile")
@@ -18,14 +19,14 @@ def profile_cli(
     backend: Annotated[BuildBackend, typer.Option(help="Backend the table is measured on.")] = BuildBackend.ORT_CPU,
     batch: Annotated[int, typer.Option(help="Batch size the parts are timed at.")] = PROFILE_BATCH,
     precision: Annotated[Precision, typer.Option(help="Precision (fp32 only for now).")] = Precision.FP32,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every core).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = PROFILE_TIMING.threads,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table to this JSON file.")] = None,
     refresh: Annotated[bool, typer.Option(help="Measure again even when the cache has this table.")] = False,
 ) -> None:
     """Time each part (stem and head, attention, MLP) over the search space's widths; cached by key."""
+    # lazy: keeps --help from importing torch
     from ofb_deploy.models import get_arch_spec
     from ofb_deploy.profile.measure import profile_model
-    from ofb_deploy.utils.io import check_writable_file
 
     if json_out is not None:
         check_writable_file(json_out)

@@ -9,9 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.choices import BuildBackend, Preset, Stage
 from ofb_deploy.cli._app import DataRootOpt, app, console
+from ofb_deploy.cli.report import print_summary
+from ofb_deploy.pipeline.config import load_config
+from ofb_deploy.pipeline.run import run_pipeline
 from ofb_deploy.search.config import SearchConfig
+from ofb_deploy.utils.io import read_json
 
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config merged over the preset.")]
 PresetOpt = Annotated[Preset, typer.Option(help="Embedded preset to start from.")]
@@ -79,10 +84,6 @@ def run_cli(
     set_items: SetOpt = None,
 ) -> None:
     """Run the whole pipeline; finished stages with unchanged inputs are skipped, a killed one resumes."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.pipeline.config import load_config
-    from ofb_deploy.pipeline.run import run_pipeline
-
     flags = {k: v for k, v in locals().items() if k not in ("config", "preset", "from_stage", "until_stage")}
     cfg = load_config(preset.value, config, overrides(**flags), set_items, check=False)  # run_pipeline checks it
     try:
@@ -94,8 +95,5 @@ def run_cli(
     console.print(stages_table(result))
     run = RunDir(result["run_dir"])
     if run.report_json_path.is_file() and "report" in result["stages"]:
-        from ofb_deploy.cli.report import print_summary
-        from ofb_deploy.utils.io import read_json
-
         print_summary(read_json(run.report_json_path, "report"))
         console.print(f"report -> {run.report_md_path}")

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ofb_deploy.artifacts import RunDir, model_stem
 from ofb_deploy.choices import BuildBackend, ChooseBy, ScoreInit
 from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, app, console, data_for
+from ofb_deploy.models.checkpoint import checkpoint_model
 from ofb_deploy.search.config import SearchConfig
 
 S = SearchConfig.default
@@ -34,9 +36,9 @@ def search_cli(
     latency_table: Annotated[Path | None, typer.Option(help="Table from `ofb-deploy profile`.")] = None,
     latency_backend: _BackendOpt = S("latency_backend"),
     latency_batch: Annotated[int, typer.Option(help="Batch to profile without a table.")] = S("latency_batch"),
-    latency_threads: Annotated[
-        int | None, typer.Option(help="CPU threads to profile at without a table (default: every core).")
-    ] = S("latency_threads"),
+    latency_threads: Annotated[int | None, typer.Option(help="CPU threads to profile at without a table.")] = S(
+        "latency_threads"
+    ),
     epochs: Annotated[int, typer.Option(help="Search epochs.")] = S("epochs"),
     batch_size: Annotated[int, typer.Option(help="Images per step on each process.")] = S("batch_size"),
     train_size: Annotated[str | None, typer.Option(help="Cap on training images searched on: a count, or 'all'.")] = S(
@@ -68,9 +70,6 @@ def search_cli(
 ) -> None:
     """Search a subnet: widths chosen by measured loss, then one pass training it (or OFB's bi-mask search first,
     with --finalize-at above 0); torchrun for DDP."""
-    from ofb_deploy.artifacts import RunDir, model_stem
-    from ofb_deploy.models.checkpoint import checkpoint_model
-
     run = RunDir.for_output(run_dir)
     target_flops = SearchConfig.targets(target_flops, target_latency, S("target_flops"))
     config = SearchConfig(target_flops=target_flops, target_latency=target_latency,

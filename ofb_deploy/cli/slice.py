@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli._app import RunArg, app, console
 from ofb_deploy.slicing.config import ALIGN_CHOICES, SliceConfig
 
@@ -41,8 +42,7 @@ def slice_cli(
     model: Annotated[str | None, typer.Option(help="With --arch: registry name of a weights file's model.")] = None,
 ) -> None:
     """Slice the searched subnet into RUN's slice folder, or (--arch) the dense model to given widths."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.slicing import slice_run
+    from ofb_deploy.slicing import slice_run  # lazy: keeps --help from importing torch
 
     config = SliceConfig(align=align)
     run = RunDir.for_output(run_dir) if arch is not None else RunDir(run_dir)

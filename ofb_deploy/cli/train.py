@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.cli._app import DataOpt, DataRootOpt, RunArg, SkipBadOpt, TrainSizeOpt, app, console, data_for
 from ofb_deploy.train.config import TrainConfig
 
@@ -35,8 +36,6 @@ def train_cli(
     resume: Annotated[bool, typer.Option(help="Continue from the run's training resume state.")] = False,
 ) -> None:
     """Train a model densely into RUN's dense folder (AdamW, warm-up + cosine, label smoothing); torchrun: DDP."""
-    from ofb_deploy.artifacts import RunDir
-
     run = RunDir.for_output(run_dir)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers, augment=augment)
     cfg = data_for(run, data, data_root, skip_bad_images, train_size)

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ofb_deploy.artifacts import RunDir
 from ofb_deploy.choices import Backend
 from ofb_deploy.cli._app import ALL_HELP, RunArg, app, console
+from ofb_deploy.utils.config import parse_batches
 from ofb_deploy.validate.config import ValidateConfig
 
 V = ValidateConfig.default
@@ -59,9 +61,7 @@ def validate_cli(
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Accuracy only.")] = not V("latency"),
 ) -> None:
     """Top-1/top-5 of every engine vs PyTorch, and dense-vs-subnet latency interleaved per backend and batch."""
-    from ofb_deploy.artifacts import RunDir
-    from ofb_deploy.utils.config import parse_batches
-    from ofb_deploy.validate.validate import validate_run
+    from ofb_deploy.validate.validate import validate_run  # lazy: keeps --help from importing torch
 
     config = ValidateConfig(batches=parse_batches(batch), backends=backends, val_size=val_size, threads=threads,
                             min_time_s=min_time_s, latency=not no_latency)  # fmt: skip

@@ -17,7 +17,9 @@ from typing import Any
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.baselines import MAC_TOLERANCE
 from ofb_deploy.compare.config import CompareConfig
+from ofb_deploy.compare.latency import check_latency_backend
 from ofb_deploy.compare.methods import make_method
+from ofb_deploy.compare.plots import plot_methods
 from ofb_deploy.compare.recipe import RunRecipe, dense_top1, read_recipe
 from ofb_deploy.compare.results import (
     Budget,
@@ -37,6 +39,7 @@ from ofb_deploy.compare.timing import time_models
 from ofb_deploy.data import build_splits
 from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.flops import count_macs, count_params
+from ofb_deploy.timing.latency import machine_info
 from ofb_deploy.validate.results import Machine
 
 log = logging.getLogger(__name__)
@@ -135,8 +138,6 @@ def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
     """
     recipe = read_recipe(run_dir)
     if "ofb-latency" in config.methods:
-        from ofb_deploy.compare.latency import check_latency_backend
-
         check_latency_backend(recipe)  # before any method trains
     results: dict[str, list[MethodResult]] = {m: [] for m in config.methods}
     for seed in config.seeds:
@@ -151,8 +152,6 @@ def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
                 log.info("compare seed %d: %s top-1 %.2f%%", seed, method, results[method][-1].top1)
     result = _document(run_dir, recipe, config, results)
     result.write(run_dir.compare_json)
-    from ofb_deploy.compare.plots import plot_methods
-
     plot_methods(result, run_dir.compare_plot)
     return result.to_dict()
 
@@ -160,8 +159,6 @@ def compare_run(run_dir: RunDir, config: CompareConfig) -> dict[str, Any]:
 def _document(
     run_dir: RunDir, recipe: RunRecipe, config: CompareConfig, results: dict[str, list[MethodResult]]
 ) -> CompareResult:
-    from ofb_deploy.timing.latency import machine_info
-
     dense = load_model_dir(run_dir.dense_dir)
     models = {"dense": run_dir.dense_dir}
     onnx = {"dense": run_dir.onnx_path("dense")}

@@ -15,6 +15,7 @@ from typing import Any
 from ofb_deploy.artifacts import METHOD_FILES, RunDir
 from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.compare.methods import make_method
+from ofb_deploy.compare.plots import plot_pareto
 from ofb_deploy.compare.recipe import dense_top1, read_recipe
 from ofb_deploy.compare.results import CompareLatency, DenseResult, MethodResult, SweepResult, SweepRow
 from ofb_deploy.compare.run import method_result
@@ -88,7 +89,5 @@ def sweep_run(run_dir: RunDir, targets: list[str], config: CompareConfig | None 
         latency=CompareLatency(batches=list(config.batches)),
     )
     result.write(run_dir.sweep_json)
-    from ofb_deploy.compare.plots import plot_pareto
-
     plot_pareto(result, run_dir.sweep_plot)
     return result.to_dict()

@@ -7,7 +7,10 @@ from typing import Any
 
 from ofb_deploy.compare.config import CompareConfig
 from ofb_deploy.data import make_reader
+from ofb_deploy.engines import make_runner
 from ofb_deploy.models.checkpoint import load_model_dir
+from ofb_deploy.onnxtools.export import export_onnx
+from ofb_deploy.timing.interleaved import measure_interleaved
 from ofb_deploy.utils.threads import cpu_threads
 
 
@@ -25,10 +28,6 @@ def time_models(
         data_reader_source: the validation data set (real images feed the timing).
         config: batches and timing settings.
     """
-    from ofb_deploy.engines import make_runner
-    from ofb_deploy.onnxtools.export import export_onnx
-    from ofb_deploy.timing.interleaved import measure_interleaved
-
     threads = cpu_threads(config.threads)  # the count validate and the latency tables time at
     for label, folder in models.items():
         if not onnx_paths[label].is_file():

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Subset
 
 from ofb_deploy.data import fmnist
 from ofb_deploy.data.config import DataConfig
+from ofb_deploy.data.folder import folder_sets
 from ofb_deploy.data.info import DatasetInfo, as_config, dataset_info, image_folder_dir
 from ofb_deploy.data.transforms import adapt_batch
 from ofb_deploy.errors import ConfigError
@@ -106,8 +107,6 @@ def build_splits(data: DataConfig | str, spec: ArchSpec, *, train_augment: bool 
     if cfg.is_fmnist:
         splits = _fmnist_splits(cfg, spec, train_augment)
     else:
-        from ofb_deploy.data.folder import folder_sets
-
         info = dataset_info(cfg)
         train, plain_train, val = folder_sets(image_folder_dir(cfg), spec, train_augment, cfg.skip_bad_images)
         splits = _seeded_splits(cfg, train, plain_train, val, info)

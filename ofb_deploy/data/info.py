@@ -13,6 +13,7 @@ from typing import Any
 
 from ofb_deploy.data import fmnist
 from ofb_deploy.data.config import DataConfig
+from ofb_deploy.data.folder import scan
 from ofb_deploy.errors import DataError
 
 
@@ -56,7 +57,6 @@ def dataset_info(data: DataConfig | str) -> DatasetInfo:
         if cfg.root is not None:  # a root given by hand must hold the files; the default may still download
             fmnist.find_root(cfg.root, download=False)
         return DatasetInfo("fmnist", len(fmnist.CLASSES), 1, fmnist.NATIVE_SIZE, fmnist.CLASSES)
-    from ofb_deploy.data.folder import scan
 
     root = image_folder_dir(cfg)
     classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))

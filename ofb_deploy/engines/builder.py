@@ -18,11 +18,14 @@ from typing import Any
 
 from ofb_deploy.artifacts import ort_trt_cache_dir, runtime_cache_path
 from ofb_deploy.engines.config import TrtBuildConfig
+from ofb_deploy.engines.loaders import OrtSessionFromOnnx, batch_profile, import_onnxruntime, trt_provider_options
 from ofb_deploy.engines.registry import BACKENDS, PRECISIONS, cuda_device_name, require_backend
 from ofb_deploy.engines.sidecar import write_sidecar
 from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
+from ofb_deploy.engines.tensorrt_rtx import runtime_info
 from ofb_deploy.engines.trt_build import build_serialized_engine
 from ofb_deploy.errors import ArtifactError, ConfigError
+from ofb_deploy.onnxtools.export import check_onnx
 from ofb_deploy.onnxtools.precision import check_build_precision
 from ofb_deploy.utils.io import atomic_path, atomic_write_bytes
 
@@ -36,8 +39,6 @@ def _warm_trt_cache(engine_path: Path, precision: str, profile: dict[str, Any]) 
 
     NOTE: needs onnxruntime-gpu with TensorRT and a GPU; the folder is renamed into place only when complete.
     """
-    from ofb_deploy.engines.loaders import OrtSessionFromOnnx
-
     final = ort_trt_cache_dir(engine_path)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -51,9 +52,6 @@ def _warm_trt_cache(engine_path: Path, precision: str, profile: dict[str, Any]) 
 
 
 def _build_ort(onnx_path: Path, engine_path: Path, backend: str, precision: str, config: TrtBuildConfig) -> dict:
-    from ofb_deploy.engines.loaders import OrtSessionFromOnnx, batch_profile, import_onnxruntime, trt_provider_options
-    from ofb_deploy.onnxtools.export import check_onnx
-
     ort = import_onnxruntime()
     provider = backend.split("-", 1)[1]
     info = check_onnx(onnx_path, require_layernorm=False)
@@ -93,8 +91,6 @@ def _build_trt(
         cache = str(calibrator.cache_path)
         info["calibration"] = {"batch": calibrator.get_batch_size(), "batches": len(calibrator.reader), "cache": cache}
     if backend == "tensorrt-rtx":
-        from ofb_deploy.engines.tensorrt_rtx import runtime_info
-
         cache_file = runtime_cache_path(engine_path)
         cache_file.unlink(missing_ok=True)  # specialised kernels of the previous engine do not fit this one
         info["runtime"] = runtime_info(cache_file)

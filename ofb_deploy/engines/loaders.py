@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError
+from ofb_deploy.onnxtools.precision import check_build_precision
 
 # provider short name -> (ORT provider, what to install when it is missing)
 ORT_PROVIDERS = {
@@ -187,9 +188,9 @@ class TrtEngineFromOnnx:
     calibrator: Any = None
 
     def __call__(self) -> bytes:
+        # lazy: tensorrt.py imports this module (and trt_build imports tensorrt.py)
         from ofb_deploy.engines.tensorrt import import_trt, is_strongly_typed
         from ofb_deploy.engines.trt_build import build_serialized_engine
-        from ofb_deploy.onnxtools.precision import check_build_precision
 
         trt = import_trt(self.library)
         weak = not is_strongly_typed(trt)

@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import ort_trt_cache_dir, sidecar_path
 from ofb_deploy.engines.base import Runner, TensorSpec
-from ofb_deploy.engines.loaders import OrtSessionFromOnnx
+from ofb_deploy.engines.config import DEFAULT_BATCHES
+from ofb_deploy.engines.loaders import OrtSessionFromOnnx, batch_profile
+from ofb_deploy.engines.sidecar import read_sidecar
 from ofb_deploy.errors import ConfigError
+from ofb_deploy.onnxtools.export import check_onnx
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
@@ -42,16 +46,11 @@ def ort_session_for(
     """
     if provider != "trt":
         return OrtSessionFromOnnx(path, provider=provider, threads=threads)
-    from ofb_deploy.artifacts import ort_trt_cache_dir, sidecar_path
-    from ofb_deploy.engines.config import DEFAULT_BATCHES
-    from ofb_deploy.engines.loaders import batch_profile
-    from ofb_deploy.engines.sidecar import read_sidecar
 
     if path.suffix == ".engine" and sidecar_path(path).is_file():
         doc = read_sidecar(path)
         options = {"precision": doc["precision"], "profile": doc["profile"], "trt_cache_dir": ort_trt_cache_dir(path)}
         return OrtSessionFromOnnx(path, "trt", threads, **options)
-    from ofb_deploy.onnxtools.export import check_onnx
 
     profile = batch_profile(check_onnx(path, require_layernorm=False)["inputs"], DEFAULT_BATCHES)
     return OrtSessionFromOnnx(path, "trt", threads, precision=precision, profile=profile)

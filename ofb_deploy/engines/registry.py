@@ -16,6 +16,8 @@ from typing import Any
 from ofb_deploy.choices import Backend, Precision
 from ofb_deploy.engines.base import Runner
 from ofb_deploy.engines.loaders import ORT_PROVIDERS, ort_provider_available
+from ofb_deploy.engines.ort import OrtRunner
+from ofb_deploy.engines.torch_runner import TorchRunner
 from ofb_deploy.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = Backend.values()  # the one list of backends is the Backend choice
@@ -113,6 +115,7 @@ def _ort_status(name: str) -> BackendStatus:
 
 
 def _rtx_status(version: str) -> BackendStatus:
+    # lazy: both modules import this one, a cycle at the top
     from ofb_deploy.engines.tensorrt import import_trt
     from ofb_deploy.engines.tensorrt_rtx import TURING, device_reason, library_targets
 
@@ -205,16 +208,12 @@ def make_runner(
         raise ConfigError(f"unknown precision {precision!r}; precisions: {', '.join(PRECISIONS)}")
     label = name or (backend if backend == "torch" else f"{backend}:{precision}")
     if backend == "torch":
-        from ofb_deploy.engines.torch_runner import TorchRunner
-
         return TorchRunner(target, device=device, threads=threads, name=label)
     if backend.startswith("ort-"):
-        from ofb_deploy.engines.ort import OrtRunner
-
         return OrtRunner(
             Path(target), provider=backend.split("-", 1)[1], threads=threads, precision=precision, name=label
         )
-    from ofb_deploy.engines.tensorrt import TrtRunner
+    from ofb_deploy.engines.tensorrt import TrtRunner  # lazy: tensorrt.py imports this module
 
     library = "tensorrt_rtx" if backend == "tensorrt-rtx" else "tensorrt"
     return TrtRunner.from_target(Path(target), library=library, precision=precision, name=label)

@@ -22,7 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from ofb_deploy.artifacts import runtime_cache_path, sidecar_path
 from ofb_deploy.engines.base import Runner, TensorSpec
+from ofb_deploy.engines.config import TrtBuildConfig
+from ofb_deploy.engines.loaders import TrtEngineFromOnnx, TrtEngineFromPath
+from ofb_deploy.engines.registry import backend_status, cuda_device_capability, cuda_device_name
+from ofb_deploy.engines.sidecar import read_sidecar
+from ofb_deploy.engines.tensorrt_rtx import (
+    KERNEL_SPECIALIZATION,
+    engine_target_reason,
+    make_context,
+    save_runtime_cache,
+)
 from ofb_deploy.errors import ArtifactError, BackendUnavailableError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -118,9 +129,6 @@ class TrtRunner(Runner):
         cls, target: Path, library: str = "tensorrt", precision: str = "fp32", name: str | None = None
     ) -> TrtRunner:
         """A runner for an ``.engine`` file, or one that builds ``target`` if it is an ``.onnx``."""
-        from ofb_deploy.engines.config import TrtBuildConfig
-        from ofb_deploy.engines.loaders import TrtEngineFromOnnx, TrtEngineFromPath
-
         if Path(target).suffix == ".onnx":
             loader: Any = TrtEngineFromOnnx(Path(target), TrtBuildConfig(precision=precision), library)
         else:
@@ -128,16 +136,10 @@ class TrtRunner(Runner):
         return cls(loader, library=library, precision=precision, name=name)
 
     def _engine_path(self) -> Path | None:
-        from ofb_deploy.engines.loaders import TrtEngineFromPath
-
         return Path(self._source.path) if isinstance(self._source, TrtEngineFromPath) else None
 
     def _check_compatible(self) -> None:
         """Engines are tied to the library version, the GPU model (TensorRT) or the targets (RTX): check the sidecar."""
-        from ofb_deploy.artifacts import sidecar_path
-        from ofb_deploy.engines.registry import backend_status, cuda_device_capability, cuda_device_name
-        from ofb_deploy.engines.sidecar import read_sidecar
-
         path = self._engine_path()
         if path is None or not sidecar_path(path).is_file():
             return
@@ -153,15 +155,11 @@ class TrtRunner(Runner):
         if (self.library == "tensorrt" or "current" in targets) and gpu and doc["gpu"] and doc["gpu"] != gpu:
             raise ArtifactError(f"{path} was built for {doc['gpu']}, this GPU is {gpu}: rebuild it")
         if self.library == "tensorrt_rtx":
-            from ofb_deploy.engines.tensorrt_rtx import engine_target_reason
-
             why = engine_target_reason(targets, cuda_device_capability())
             if why:
                 raise ArtifactError(f"{path} was {why}")
 
     def _activate(self) -> None:
-        from ofb_deploy.engines.registry import backend_status
-
         self._check_compatible()
         status = backend_status(self.backend)
         if not status.can_run:
@@ -175,8 +173,6 @@ class TrtRunner(Runner):
         if self._engine is None:
             raise ArtifactError(f"{self.library} cannot deserialize the engine: built for another GPU or version?")
         if self.library == "tensorrt_rtx":
-            from ofb_deploy.engines.tensorrt_rtx import make_context
-
             self._context, self._runtime_cache = make_context(trt, self._engine, self._runtime_cache_path())
         else:
             self._context = self._engine.create_execution_context()
@@ -185,15 +181,11 @@ class TrtRunner(Runner):
         self._stream = torch.cuda.Stream()
 
     def _runtime_cache_path(self) -> Path | None:
-        from ofb_deploy.artifacts import runtime_cache_path
-
         path = self._engine_path()
         return runtime_cache_path(path) if path is not None else None
 
     def _deactivate(self) -> None:
         if self._runtime_cache is not None:
-            from ofb_deploy.engines.tensorrt_rtx import save_runtime_cache
-
             save_runtime_cache(self._runtime_cache, self._runtime_cache_path())
         self._context = self._engine = self._runtime = self._stream = self._runtime_cache = None
 
@@ -250,15 +242,11 @@ class TrtRunner(Runner):
             self._stream.synchronize()
 
     def describe(self) -> dict[str, Any]:
-        from ofb_deploy.engines.registry import backend_status, cuda_device_name
-
         info = {**super().describe(), "library": self.library, "version": backend_status(self.backend).version}
         # NOTE: a GPU engine has no CPU thread count; the key is there so every runner describes the same fields
         info |= {"precision": self.precision, "device_name": cuda_device_name(), "threads": None}
         if self._trt is not None:
             info["strongly_typed"] = is_strongly_typed(self._trt)
         if self.library == "tensorrt_rtx":
-            from ofb_deploy.engines.tensorrt_rtx import KERNEL_SPECIALIZATION
-
             info["kernel_specialization"] = KERNEL_SPECIALIZATION
         return info

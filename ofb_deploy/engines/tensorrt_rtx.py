@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ofb_deploy.engines.registry import cuda_device_name
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.io import atomic_write_bytes
 
@@ -68,8 +69,6 @@ def resolve_targets(trt: Any, requested: Sequence[str], network: Any) -> tuple[l
         if "current" in names and len(names) > 1:
             raise ConfigError("compute capability 'current' (this GPU) cannot be combined with named targets")
         if "current" in names:
-            from ofb_deploy.engines.registry import cuda_device_name
-
             if cuda_device_name() is None:
                 raise ConfigError("compute capability 'current' needs a GPU; name targets such as sm89 instead")
         return names, {}

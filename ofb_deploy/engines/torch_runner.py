@@ -14,6 +14,7 @@ import numpy as np
 
 from ofb_deploy.engines.base import Runner, TensorSpec
 from ofb_deploy.errors import BackendUnavailableError, ConfigError
+from ofb_deploy.models.checkpoint import load_model_dir
 from ofb_deploy.models.io import INPUT_NAME, OUTPUT_NAME
 
 
@@ -48,8 +49,6 @@ class TorchRunner(Runner):
 
     def _load(self) -> Any:
         from torch import nn
-
-        from ofb_deploy.models.checkpoint import load_model_dir
 
         src = self._source
         if isinstance(src, nn.Module):

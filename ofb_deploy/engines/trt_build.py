@@ -22,6 +22,7 @@ from typing import Any
 
 from ofb_deploy.engines.config import TrtBuildConfig
 from ofb_deploy.engines.tensorrt import is_strongly_typed, library_name
+from ofb_deploy.engines.tensorrt_rtx import resolve_targets, set_targets
 from ofb_deploy.errors import ArtifactError
 from ofb_deploy.utils.io import atomic_write_bytes
 
@@ -113,8 +114,6 @@ def make_builder_config(
     info |= _set_precision(trt, builder, network, config_trt, config, calibrator)
     info["compute_capabilities"], info["skipped_targets"] = [], {}
     if library_name(trt) == "tensorrt_rtx":
-        from ofb_deploy.engines.tensorrt_rtx import resolve_targets, set_targets
-
         targets, skipped = resolve_targets(trt, config.compute_capabilities, network)
         set_targets(trt, config_trt, targets)
         info["compute_capabilities"], info["skipped_targets"] = targets, skipped

@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ofb_deploy.artifacts import ROLES, RunDir, calib_cache_dir, export_record, model_onnx, model_stem
+from ofb_deploy.calibrate import CalibrationSource, quantize_qdq
+from ofb_deploy.calibrate.modelopt import modelopt_version, quantize_modelopt
+from ofb_deploy.choices import Quantizer
 from ofb_deploy.data import as_config, model_data, run_data
+from ofb_deploy.engines.ort import OrtRunner
+from ofb_deploy.engines.outputs import run_runners
+from ofb_deploy.engines.torch_runner import TorchRunner
 from ofb_deploy.errors import ArtifactError, ParityError
 from ofb_deploy.export.config import PARITY_IMAGES, ExportConfig
 from ofb_deploy.models.checkpoint import load_model_dir, read_model_dir_spec
-from ofb_deploy.onnxtools.export import MIN_OPSET, convert_fp16, export_onnx
+from ofb_deploy.onnxtools.export import MIN_OPSET, check_onnx, convert_fp16, export_onnx
+from ofb_deploy.onnxtools.parity import compare_outputs
 from ofb_deploy.utils.io import atomic_path, atomic_write_json, read_json, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -44,9 +51,7 @@ class ParityChecker:
     """
 
     def __init__(self, model: Any, data: Any, images: int | None = PARITY_IMAGES) -> None:
-        from ofb_deploy.data import build_splits, make_reader
-        from ofb_deploy.engines.outputs import run_runners
-        from ofb_deploy.engines.torch_runner import TorchRunner
+        from ofb_deploy.data import build_splits, make_reader  # lazy: the data sets import torch
 
         splits = build_splits(as_config(data), model.spec, train_augment=False)
         self.reader = make_reader(splits.val, batch_size=32, limit=images)
@@ -54,10 +59,6 @@ class ParityChecker:
 
     def check(self, onnx_path: Path, precision: str, what: str) -> dict[str, Any]:
         """Compare ONNX Runtime (CPU) on ``onnx_path`` with the reference; raise ``ParityError`` when over tolerance."""
-        from ofb_deploy.engines.ort import OrtRunner
-        from ofb_deploy.engines.outputs import run_runners
-        from ofb_deploy.onnxtools.parity import compare_outputs
-
         outputs = run_runners([OrtRunner(onnx_path, precision=precision, name="onnx")], self.reader).outputs["onnx"]
         report = compare_outputs(self.reference, outputs, **TOLERANCES[precision])
         log.info("%s %s parity: %s", what, precision, report.summary())
@@ -114,8 +115,6 @@ def export_model(
             paths["fp16"], lambda tmp: convert_fp16(paths["fp32"], tmp), parity, "fp16", what
         )
     if "int8" in paths:
-        from ofb_deploy.calibrate import CalibrationSource
-
         n_calib = calib_images or getattr(data, "calib_size", 512)
         source = CalibrationSource.from_data(data, model.spec, num_images=n_calib, seed=getattr(data, "seed", 0))
         make_int8 = lambda tmp: quantize_int8(paths["fp32"], tmp, source, quantizer, cache_dir)  # noqa: E731
@@ -143,16 +142,9 @@ def quantize_int8(
         high_precision: ModelOpt only: ``fp32`` or ``fp16`` for the layers it leaves unquantized.
         require_layernorm: ``check_onnx``'s check that LayerNorm is one op (off for a decomposed LayerNorm).
     """
-    from ofb_deploy.choices import Quantizer
-    from ofb_deploy.onnxtools.export import check_onnx
-
     if Quantizer(quantizer) is Quantizer.MODELOPT:
-        from ofb_deploy.calibrate.modelopt import quantize_modelopt
-
         info = quantize_modelopt(fp32, out, source, high_precision=high_precision, cache_dir=cache_dir)
     else:
-        from ofb_deploy.calibrate import quantize_qdq
-
         info = {"quantizer": "ort", **quantize_qdq(fp32, out, source, cache_dir=cache_dir)}
     return {**check_onnx(out, require_layernorm=require_layernorm), "quantization": info}
 
@@ -202,8 +194,6 @@ def export_run(run_dir: RunDir, config: ExportConfig | None = None, **options: A
 def _check_quantizer(config: ExportConfig) -> None:
     """ModelOpt missing is a one-line error before any export work (only when INT8 is asked for)."""
     if config.int8 and config.quantizer == "modelopt":
-        from ofb_deploy.calibrate.modelopt import modelopt_version
-
         modelopt_version()
 
 

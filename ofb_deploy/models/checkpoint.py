@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ofb_deploy.artifacts import MODEL_STEMS, model_json, model_stem, model_weights
 from ofb_deploy.errors import ArtifactError, ConfigError, ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
+from ofb_deploy.models.flops import count_macs, count_params
 from ofb_deploy.utils.io import atomic_write_json, atomic_write_with, read_json
 
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def save_model_dir(
         stem: file stem (``model`` or ``subnet``).
         meta: extra JSON metadata (metrics, data, FLOPs ...).
     """
-    from ofb_deploy.models.flops import count_macs, count_params
-
     out_dir = Path(out_dir)
     save_state_dict(model.state_dict(), model_weights(out_dir, stem))
     doc = {
@@ -135,7 +134,7 @@ def read_model_dir_spec(folder: str | Path) -> ArchSpec:
 
 def load_model_dir(folder: str | Path) -> nn.Module:
     """Rebuild a model saved by ``save_model_dir``; a shape mismatch fails with one line."""
-    from ofb_deploy.models.registry import build_model
+    from ofb_deploy.models.registry import build_model  # lazy: imports torch, and this module
 
     folder = Path(folder)
     stem = _find_stem(folder)
@@ -177,7 +176,7 @@ def load_dense(
         num_classes: classifier outputs of a weights file's model (default: read from its head).
         in_chans: input channels of a weights file's model (default: read from its patch embedding).
     """
-    from ofb_deploy.models.registry import create_model
+    from ofb_deploy.models.registry import create_model  # lazy: imports torch, and this module
 
     path = Path(checkpoint)
     if path.is_dir():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ofb_deploy.artifacts import model_json, model_weights
 from ofb_deploy.errors import ArtifactError
+from ofb_deploy.models.checkpoint import read_model_dir_spec
 from ofb_deploy.utils.io import atomic_path, read_json
 
 PACKAGE_DIR = "pretrained"
@@ -53,8 +54,6 @@ def publish(src: str | Path, tag_name: str) -> Path:
         src: a model folder written by ``ofb-deploy train`` (its resume state is left behind).
         tag_name: ``model.tag``, e.g. ``vit_fmnist_tiny.fmnist``.
     """
-    from ofb_deploy.models.checkpoint import read_model_dir_spec
-
     src = Path(src)
     spec = read_model_dir_spec(src)
     model, _, tag = tag_name.partition(".")

@@ -16,9 +16,11 @@ from typing import Any
 
 from torch import nn
 
+from ofb_deploy.artifacts import model_weights
 from ofb_deploy.errors import ModelError
 from ofb_deploy.models.arch_spec import ArchSpec
-from ofb_deploy.models.checkpoint import LOCAL_DIR_PREFIX
+from ofb_deploy.models.checkpoint import LOCAL_DIR_PREFIX, load_checkpoint, load_model_dir, read_model_dir_spec
+from ofb_deploy.models.pretrained import pretrained_dir
 from ofb_deploy.models.swin import OfbSwin
 from ofb_deploy.models.vit import OfbViT
 
@@ -63,8 +65,6 @@ def get_arch_spec(
         img_size: input resolution, if not the default.
     """
     if name.startswith(LOCAL_DIR_PREFIX):
-        from ofb_deploy.models.checkpoint import read_model_dir_spec
-
         spec = read_model_dir_spec(Path(name[len(LOCAL_DIR_PREFIX) :]))
     else:
         _ensure_variants()
@@ -106,8 +106,6 @@ def create_model(
         checkpoint: a ``.safetensors`` file or a ``.pth`` state dict (loaded with ``weights_only=True``).
         pretrained: load timm's pretrained weights for the same name (needs network access).
     """
-    from ofb_deploy.models.checkpoint import load_checkpoint, load_model_dir
-
     if name.startswith(LOCAL_DIR_PREFIX):
         model = load_model_dir(Path(name[len(LOCAL_DIR_PREFIX) :]))
         spec = _override(model.spec, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
@@ -125,10 +123,6 @@ def create_model(
 
 def _load_pretrained(model: nn.Module, name: str) -> None:
     """Shipped weights of ``name`` when the package has them (offline), else timm's."""
-    from ofb_deploy.artifacts import model_weights
-    from ofb_deploy.models.checkpoint import load_checkpoint, read_model_dir_spec
-    from ofb_deploy.models.pretrained import pretrained_dir
-
     folder = pretrained_dir(name)
     if folder is None:
         return _load_timm_pretrained(model, name)

@@ -63,7 +63,8 @@ class SearchConfig(ConfigModel):
         latency_table: a table from ``ofb-deploy profile`` (``None``: profile ``latency_backend`` here).
         latency_backend: backend profiled when no table is given.
         latency_batch: batch size profiled when no table is given.
-        latency_threads: CPU threads profiled when no table is given (``None``: every core this process may use).
+        latency_threads: CPU threads profiled when no table is given (``None``: every core this process may use;
+            1, the default, as ``TimingConfig.threads``, so validate checks the prediction at the same count).
         w_latency: weight of the latency loss ((E[latency] - target) / dense latency)^2.
         epochs: search epochs (passes over the search's training images).
         batch_size: images per step on each process.
@@ -127,7 +128,7 @@ class SearchConfig(ConfigModel):
     latency_table: str | None = None
     latency_backend: BuildBackend = BuildBackend.ORT_CPU
     latency_batch: PositiveInt = PROFILE_BATCH
-    latency_threads: PositiveInt | None = None
+    latency_threads: PositiveInt | None = 1
     w_latency: NonNegativeFloat = 50.0
     epochs: PositiveInt = 1
     batch_size: PositiveInt = 128

@@ -25,6 +25,7 @@ import torch
 
 from ofb_deploy.models.arch_spec import ArchSpec
 from ofb_deploy.models.flops import block_cost, count_macs, head_macs, stem_macs, transition_macs
+from ofb_deploy.profile.table import check_profilable
 from ofb_deploy.search.masks import BiMask
 
 
@@ -140,8 +141,6 @@ class LatencyCost(Cost):
     name, unit = "latency", "ms"
 
     def __init__(self, spec: ArchSpec, table: Any) -> None:
-        from ofb_deploy.profile.table import check_profilable
-
         check_profilable(spec)
         super().__init__(spec)
         self.table = table

@@ -34,8 +34,9 @@ from ofb_deploy.search.pmim import PixelDecoder, local_normalize, local_window, 
 from ofb_deploy.search.pruning import make_alpha_optimizer, prune_round, sync_search_state
 from ofb_deploy.search.select import HeldOut, choose_by_loss
 from ofb_deploy.search.supernet import SupernetBase
-from ofb_deploy.search.trials import Trial, halve, make_trial, pick_trials, rounds
+from ofb_deploy.search.trials import Trial, TrialRounds
 from ofb_deploy.train.distill import DistillConfig, kd_loss
+from ofb_deploy.train.loop import cosine_lr
 from ofb_deploy.utils.dist import all_reduce_mean_, broadcast_, rank, world_size
 from ofb_deploy.utils.io import atomic_write_with
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SearchState:
+class SearchState(TrialRounds):
     """Everything the loop trains and schedules; the resume checkpoint is its ``state_dict``."""
 
     supernet: SupernetBase
@@ -142,8 +143,6 @@ class SearchState:
 
     def alpha_lr(self, step: int) -> float:
         """Alpha's lr at global ``step``: linear warm-up over the warm-up epochs to the peak, then cosine."""
-        from ofb_deploy.train import cosine_lr
-
         cfg = self.config
         total = cfg.epochs * self.steps_per_epoch
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
@@ -151,8 +150,6 @@ class SearchState:
 
     def set_lr(self, step: int) -> None:
         """Cosine lr of weights and decoder, warm-up + cosine lr of alpha, at global ``step``."""
-        from ofb_deploy.train import cosine_lr
-
         total = self.config.epochs * self.steps_per_epoch
         for opt, base in ((self.opt_w, self.config.lr), (self.opt_d, self.config.decoder_lr)):
             lr = cosine_lr(step, total, 0, base, min(self.config.min_lr, base))
@@ -302,88 +299,6 @@ class SearchState:
             if not mask.final:
                 mask.choose(picks[mask.name], lam)
         return opened
-
-    def begin_trials(self) -> bool:
-        """Before the first step (``finalize_at: 0``): measure the candidates and start training the ``trials`` best
-        side by side (``trials.py``); ``False`` when there is nothing to trial (then choose at once)."""
-        cfg, net = self.config, self.supernet
-        if cfg.trials < 2 or cfg.choose_by != "loss" or self.held is None or net.all_final:
-            return False
-        saved, net.lam = net.lam, 0.0
-        try:
-            _, self.selection = choose_by_loss(net, *self.primary, self.held, 0.0, cfg.select_per_width,
-                                               cfg.select_moves)  # fmt: skip
-        finally:
-            net.lam = saved
-        picked = pick_trials(net, self.selection, cfg.trials)
-        if len(picked) < 2:
-            return False
-        total = cfg.epochs * self.steps_per_epoch
-        plan = rounds(len(picked), cfg.trial_steps)
-        scale = min(1.0, 0.4 * total / sum(plan))  # the rounds take at most 40% of the search's batches
-        ends, step = [], 0
-        for n in plan:
-            step += max(1, int(n * scale))
-            ends.append(step)
-        self.round_ends = ends
-        self.trials = [make_trial(net, record, 0.0, cfg.lr, cfg.weight_decay) for record in picked]
-        for trial in self.trials:
-            trial.record["trialled"] = True
-        return True
-
-    def trial_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, float]:
-        """One step of every trial on the same batch; halve them at a round's end, adopt the last one."""
-        cfg = self.config
-        from ofb_deploy.train import cosine_lr
-
-        lr = cosine_lr(step, cfg.epochs * self.steps_per_epoch, 0, cfg.lr, min(cfg.min_lr, cfg.lr))
-        target = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                target = self.teacher(x)
-        losses = []
-        for trial in self.trials:
-            for group in trial.optimizer.param_groups:
-                group["lr"] = lr
-            logits = trial.net(x)
-            if target is not None:
-                loss = kd_loss(logits, target, y, DistillConfig(label_smoothing=cfg.label_smoothing))
-            else:
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            trial.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trial.net.model.parameters(), cfg.grad_clip)
-            trial.optimizer.step()
-            losses.append(float(loss.detach()))
-        if step + 1 in self.round_ends:
-            self.trials = halve(self.trials, self.held)
-            for trial in self.trials:
-                trial.record["trial_losses"] = trial.losses
-            if len(self.trials) == 1:
-                self.adopt(self.trials[0], step)
-        return {"ce": min(losses), "soft_macs": float(self.supernet.soft_macs())}
-
-    def adopt(self, trial: Trial, step: int) -> None:
-        """Make the surviving trial the search's subnet: its picks, weights and optimizer moments."""
-        net = self.supernet
-        opened = [m.name for m in net.masks() if not m.final]
-        for mask in net.masks():
-            if not mask.final:
-                mask.choose(trial.picks[mask.name], 0.0)
-        net.load_state_dict(trial.net.state_dict())
-        net.refresh()
-        moments = {name: trial.optimizer.state.get(p) for name, p in trial.net.model.named_parameters()}
-        for name, param in net.model.named_parameters():
-            if moments.get(name):
-                self.opt_w.state[param] = {k: v.clone() for k, v in moments[name].items()}
-        self.opt_a = make_alpha_optimizer(net, self.alpha_lr(step), self.opt_a)
-        for record in self.selection:
-            record["chosen"] = record is trial.record
-        self.trials = []
-        self.prune_log.append({"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "joint": True,
-                               "trials": True, "changes": [], "became_final": opened,
-                               "alive": {m.name: len(m.candidates) for m in net.masks()}})  # fmt: skip
 
     def finalize_open(self, step: int, t: float) -> list[str]:
         """The joint choice at the deadline (``choose_open``); logged as a joint round.

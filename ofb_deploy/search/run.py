@@ -31,13 +31,18 @@ from ofb_deploy.models.checkpoint import load_dense
 from ofb_deploy.models.flops import count_macs
 from ofb_deploy.models.importance import attn_importance, mlp_importance, stage_importance
 from ofb_deploy.models.space import parse_latency, resolve_flops_target, smallest_spec
+from ofb_deploy.profile.measure import profile_model
+from ofb_deploy.profile.table import LatencyTable, arch_key
 from ofb_deploy.search.build import build_supernet
 from ofb_deploy.search.config import SearchConfig
 from ofb_deploy.search.cost import LatencyCost
 from ofb_deploy.search.loop import SearchState
 from ofb_deploy.search.pruning import describe
-from ofb_deploy.search.result import arch_document, write_result
+from ofb_deploy.search.result import arch_document, searched_spec, write_result
+from ofb_deploy.search.select import held_out
 from ofb_deploy.search.supernet import SupernetBase
+from ofb_deploy.train import evaluate
+from ofb_deploy.train.config import DistillConfig
 from ofb_deploy.utils.dist import barrier, init_distributed, is_main
 from ofb_deploy.utils.io import sha256_file, sha256_json
 from ofb_deploy.utils.progress import make_progress
@@ -75,7 +80,6 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
     """
     if config.target_latency is None:
         return None
-    from ofb_deploy.profile.table import LatencyTable, arch_key
 
     value, unit = parse_latency(config.target_latency)
     if config.latency_table is not None:
@@ -85,8 +89,6 @@ def resolve_latency(config: SearchConfig, spec: Any) -> tuple[LatencyCost, float
                 f"latency table {config.latency_table} was profiled for another model than {spec.base_model}"
             )
     else:
-        from ofb_deploy.profile.measure import profile_model
-
         table = profile_model(spec, backend=str(config.latency_backend), batch=config.latency_batch,
                               threads=config.latency_threads, space=config.space())  # fmt: skip
     cost = LatencyCost(spec, table)
@@ -107,9 +109,6 @@ def hold_out(data: DataConfig, spec: Any, train: Any, dense: torch.nn.Module, co
     their labels and the dense model's logits).
     """
     from torch.utils.data import Subset
-
-    from ofb_deploy.search.select import held_out
-    from ofb_deploy.train.config import DistillConfig
 
     n = len(train)
     k = min(config.select_images, n // 5)
@@ -170,7 +169,6 @@ def _latency_summary(state: SearchState) -> dict[str, Any] | None:
     """Predicted latency of the result and the table it came from (``None`` without a latency target)."""
     if state.latency is None:
         return None
-    from ofb_deploy.search.result import searched_spec
 
     cost, target = state.latency
     key = cost.table.key
@@ -292,8 +290,6 @@ def run_search(
             first stage of a run records it.
         resume: continue from the search's resume state (``RunDir.state_file("search")``) when it exists.
     """
-    from ofb_deploy.train import evaluate
-
     started = time.perf_counter()
     chosen = run_data(run_dir, data)
     state, loader, val_loader, inputs_hash, device, cfg_data = _prepare(

@@ -20,7 +20,8 @@ class TimingConfig(ConfigModel):
     Args:
         batches: batch sizes timed.
         threads: CPU threads of ``torch`` and ``ort-cpu`` (``None``: every core this process may use). One thread
-            repeats on a shared 2-core machine; every core is what a server would run (docs/results.md).
+            (the default) gives a ratio that repeats on a shared machine; every core is what a server would run
+            (docs/results.md).
         warmup_s: warm-up seconds per runner and batch.
         min_iters: fewest timed iterations per runner and batch.
         min_time_s: fewest timed seconds per runner and batch.
@@ -30,7 +31,7 @@ class TimingConfig(ConfigModel):
     SECTION: ClassVar[str] = "timing"
 
     batches: Batches = DEFAULT_BATCHES
-    threads: PositiveInt | None = None
+    threads: PositiveInt | None = 1
     warmup_s: NonNegativeFloat = 0.2
     min_iters: PositiveInt = 10
     min_time_s: NonNegativeFloat = 1.0

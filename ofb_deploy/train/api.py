@@ -12,6 +12,7 @@ import torch
 from ofb_deploy.artifacts import RunDir, model_json, model_weight_files, model_weights
 from ofb_deploy.data import DataConfig, as_config, build_splits, dataset_info, record_run_data, run_data
 from ofb_deploy.models.checkpoint import load_dense, save_model_dir
+from ofb_deploy.models.pretrained import PRETRAINED, pretrained_dir
 from ofb_deploy.models.registry import LOCAL_DIR_PREFIX, create_model
 from ofb_deploy.train.config import TrainConfig
 from ofb_deploy.train.loop import train_model
@@ -105,8 +106,6 @@ def import_dense(run_dir: RunDir, model_name: str, checkpoint: str | Path, data:
         checkpoint: the folder, the weights file, or ``pretrained``.
         data: the run's data (classes and channels of the model).
     """
-    from ofb_deploy.models.pretrained import PRETRAINED, pretrained_dir
-
     info = dataset_info(data)
     meta: dict[str, Any] = {"source_model": model_name, "data": data.to_dict(), "checkpoint": str(checkpoint)}
     if checkpoint == PRETRAINED:

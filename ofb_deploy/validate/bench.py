@@ -167,7 +167,7 @@ def _pair(runner: Any, base: Any, batch: int, **timing: Any) -> dict[str, Any]:
     reports: dict[str, LatencyReport] = result.reports
     out = reports["target"].to_dict()
     out["baseline"] = reports["baseline"].to_dict()
-    out["speedup"] = result.speedup("baseline", "target")
-    out["round_speedup"] = result.round_speedup("baseline", "target")
+    out["speedup"] = result.round_speedup("baseline", "target")  # as validate: the median of per-round ratios
+    out["pooled_speedup"] = result.speedup("baseline", "target")
     log.info("%s; speedup over baseline %.2fx", reports["target"].summary(), out["speedup"])
     return out

@@ -72,8 +72,11 @@ class PairLatency(ResultModel):
     OMIT_NONE = ("speedup_per_flops",)
     dense: LatencyStats = Field(description="the dense model")
     subnet: LatencyStats = Field(description="the subnet")
-    speedup: float = Field(description="dense median / subnet median (> 1: the subnet is faster)")
-    round_speedup: float = Field(description="median of the per-round ratios (a drift check)")
+    speedup: float = Field(
+        description="median over the interleaved rounds of each round's dense median / subnet median (> 1: the "
+        "subnet is faster); the verdict's number, since drift in machine load hits both sides of a round"
+    )
+    pooled_speedup: float = Field(description="dense median / subnet median over all rounds' samples pooled")
     speedup_per_flops: float | None = Field(
         None, description="speedup / (dense MACs / subnet MACs); 1.0: the whole FLOPs cut became wall time"
     )

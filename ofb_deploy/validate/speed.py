@@ -122,11 +122,11 @@ def _time_pair(
             per_batch[str(batch)] = PairLatency(
                 dense=LatencyStats.of(result.reports["dense"]),
                 subnet=LatencyStats.of(result.reports["subnet"]),
-                speedup=result.speedup(),
-                round_speedup=result.round_speedup(),
-                speedup_per_flops=result.speedup() / flops_ratio,
+                speedup=result.round_speedup(),
+                pooled_speedup=result.speedup(),
+                speedup_per_flops=result.round_speedup() / flops_ratio,
             )
-            log.info("%s:%s batch %d: speedup %.2fx", backend, precision, batch, result.speedup())
+            log.info("%s:%s batch %d: speedup %.2fx", backend, precision, batch, result.round_speedup())
     finally:
         for runner in runners.values():
             runner.deactivate()
