@@ -171,7 +171,7 @@ BUNDLE_FILES = {
     "runtime": "bundle_runtime.py",  # what run.py and check.py share (TensorRT via ctypes CUDA, or ORT)
     "run": "run.py",
     "check": "check.py",
-    "golden_inputs": "golden/inputs.npy",
+    "golden_inputs": "golden/inputs.npz",
     "golden_labels": "golden/labels.npy",
     "golden_reference": "golden/reference.npy",
     "golden_meta": "golden/golden.json",

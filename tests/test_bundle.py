@@ -118,7 +118,7 @@ def test_list_names_every_target(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_target_writes_its_bundle(bundles: dict[str, Path], case_id: str) -> None:
     bundle = bundles[case_id]
     doc = _manifest(bundle)
-    for name in ("build.sh", "build_engine.py", "run.py", "check.py", "README.md", "golden/inputs.npy"):
+    for name in ("build.sh", "build_engine.py", "run.py", "check.py", "README.md", "golden/inputs.npz"):
         assert (bundle / name).is_file(), name
     assert os.access(bundle / "build.sh", os.X_OK)
     from ofb_deploy.utils.io import sha256_file

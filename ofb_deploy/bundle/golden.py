@@ -3,6 +3,10 @@
 ``check.py`` runs the engine (or ONNX Runtime) on the golden images on the device and compares with what was
 measured here. The images are stored as the model's input, one of two ways:
 
+The images are spread evenly over the validation split (a data set is often ordered, and the first images of
+Fashion-MNIST's test set are easier than the rest: 90.2% against 89.6% for the default subnet's INT8), and the
+inputs are stored compressed (``inputs.npz``), so 5000 images of the default task take 2.3 MB.
+
 * ``uint8``: the pixels before normalisation, when ``(u8 / 255 - mean) / std`` in float32 reproduces the
   preprocessed input bit for bit (Fashion-MNIST padded to 32 px: 1 KB per image instead of 4 KB). This is also
   what DeepStream's nvinfer computes (``net-scale-factor`` and ``offsets``).
@@ -21,7 +25,7 @@ import numpy as np
 from ofb_deploy.engines.ort import OrtRunner
 from ofb_deploy.errors import ConfigError
 
-DEFAULT_GOLDEN_IMAGES = 2000
+DEFAULT_GOLDEN_IMAGES = 5000
 # what check.py allows on the device, against the numbers measured here on ONNX Runtime CPU:
 # top-1 agreement with the fp32 reference (the parity tolerance of `ofb-deploy export`), top-1 drop in points,
 # and max abs logit error as a multiple of the error measured here, floored at a share of the largest logit
@@ -32,19 +36,23 @@ MAX_ABS_FLOOR = {"fp16": 0.02, "int8": 0.1}
 
 
 def golden_images(data: Any, spec: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``count`` validation images (preprocessed for ``spec``) and their labels.
+    """``count`` validation images evenly spaced over the split (preprocessed for ``spec``) and their labels.
 
     Args:
         data: the model's data (a ``DataConfig`` or a name).
         spec: the model's ``ArchSpec``.
         count: how many images.
     """
-    from ofb_deploy.data import as_config, build_splits, make_reader  # lazy: the data sets import torch
+    import torch.utils.data  # lazy: the data sets import torch
+
+    from ofb_deploy.data import as_config, build_splits, make_reader
 
     if count < 1:
         raise ConfigError(f"--golden-images must be at least 1, got {count}")
     splits = build_splits(as_config(data), spec, train_augment=False)
-    reader = make_reader(splits.val, batch_size=256, limit=count)
+    total = len(splits.val)
+    picks = np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
+    reader = make_reader(torch.utils.data.Subset(splits.val, picks), batch_size=256)
     return reader.images, reader.labels
 
 

@@ -277,7 +277,10 @@ def _golden(staging: Path, paths: dict[str, Path], keys: set[str], data: Any, sp
     for key, array in (("golden_inputs", encoded), ("golden_labels", labels), ("golden_reference", reference)):
         path = bundle_file(staging, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+        if path.suffix == ".npz":  # the images compress (Fashion-MNIST: 2.3x); the logits do not
+            np.savez_compressed(path, array=np.ascontiguousarray(array))
+        else:
+            np.save(path, np.ascontiguousarray(array), allow_pickle=False)
     doc = {
         "images": int(len(images)),
         "encoding": encoding,
@@ -285,7 +288,7 @@ def _golden(staging: Path, paths: dict[str, Path], keys: set[str], data: Any, sp
         "num_classes": spec.num_classes,
         "mean": list(spec.mean),
         "std": list(spec.std),
-        "split": "val (the first images)",
+        "split": "val (evenly spaced over the split)",
         "reference": "ONNX Runtime CPU on the float32 ONNX of this bundle's form",
         "measured": measured,
         "tolerances": gold.tolerances(config.precision, measured[check_key], reference),
