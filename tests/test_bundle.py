@@ -10,6 +10,7 @@ DEPLOY.md), not from ofb_deploy's own command builder.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -22,9 +23,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 
 from ofb_deploy.artifacts import RunDir
-from ofb_deploy.cli import main
+from ofb_deploy.bundle.make import BundleConfig
+from ofb_deploy.cli import app, main
 
 # -- flags each trtexec release accepts (subset that a build command can use) and flags it removed ----------------
 BUILD_FLAGS = {"--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize",
@@ -433,3 +436,14 @@ def test_missing_modelopt_is_one_line(
     lines = _lines(capsys.readouterr().err)
     assert len(lines) == 1 and "ofb-deploy[modelopt]" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_bundle_cli_defaults_are_the_bundle_configs() -> None:
+    """`ofb-deploy bundle --help` shows BundleConfig's defaults (one home: the golden count lived in both)."""
+    params = {p.name: p.default for p in typer.main.get_command(app).commands["bundle"].params}
+    defaults = {f.name: f.default for f in dataclasses.fields(BundleConfig)}
+    assert params["golden_images"] == defaults["golden_images"] == 5000
+    assert params["workspace"] == defaults["workspace_mib"]
+    assert params["batch"] == ",".join(str(b) for b in defaults["batches"])
+    for name in ("precision", "role", "quantizer"):
+        assert params[name] == defaults[name], name

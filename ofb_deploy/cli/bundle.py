@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,8 @@ from ofb_deploy.cli._app import app, console
 from ofb_deploy.errors import ConfigError
 from ofb_deploy.utils.config import parse_batches
 
+# one home: the options' defaults are BundleConfig's
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(BundleConfig)}
 TARGET_HELP = (
     "Device target (jetson-jp5, jetson-jp6, jetson-jp7, x86-trt10, x86-trt11, rtx), plus any of the layouts "
     "triton and deepstream, comma-separated: e.g. jetson-jp6,triton,deepstream."
@@ -33,13 +36,19 @@ def _print_targets() -> None:
 def bundle_cli(
     source: Annotated[Path | None, typer.Argument(help="Run directory, or a model folder.", show_default=False)] = None,
     target: Annotated[str | None, typer.Option(help=TARGET_HELP, show_default=False)] = None,
-    precision: Annotated[str, typer.Option(help="fp16 or int8 (the engine's precision).")] = "fp16",
-    batch: Annotated[str, typer.Option(help="Batch sizes the engine profile covers (min, opt, max).")] = "1,8",
+    precision: Annotated[str, typer.Option(help="fp16 or int8 (the engine's precision).")] = _DEFAULT["precision"],
+    batch: Annotated[str, typer.Option(help="Batch sizes the engine profile covers (min, opt, max).")] = ",".join(
+        str(b) for b in _DEFAULT["batches"]
+    ),
     out: Annotated[Path | None, typer.Option(help="Bundle folder to write (new or empty).", show_default=False)] = None,
-    role: Annotated[str, typer.Option(help="Model of a run directory: subnet or dense.")] = "subnet",
-    quantizer: Annotated[str, typer.Option(help="INT8: auto (ModelOpt where it applies), ort or modelopt.")] = "auto",
-    golden_images: Annotated[int, typer.Option(help="Validation images check.py runs on.")] = 2000,
-    workspace: Annotated[int, typer.Option(help="TensorRT workspace limit build.sh uses, in MiB.")] = 1024,
+    role: Annotated[str, typer.Option(help="Model of a run directory: subnet or dense.")] = _DEFAULT["role"],
+    quantizer: Annotated[str, typer.Option(help="INT8: auto (ModelOpt where it applies), ort or modelopt.")] = _DEFAULT[
+        "quantizer"
+    ],
+    golden_images: Annotated[int, typer.Option(help="Validation images check.py runs on.")] = _DEFAULT["golden_images"],
+    workspace: Annotated[int, typer.Option(help="TensorRT workspace limit build.sh uses, in MiB.")] = _DEFAULT[
+        "workspace_mib"
+    ],
     list_: Annotated[bool, typer.Option("--list", help="Show each target's TensorRT, ONNX form, precisions.")] = False,
 ) -> None:
     """Write a deployment bundle: target-form ONNX, INT8 artifacts, build.sh, run.py, check.py, golden data."""
