@@ -183,7 +183,7 @@ class TrialRounds:
                 trial.record["trial_losses"] = trial.losses
             if len(self.trials) == 1:
                 self.adopt(self.trials[0], step)
-        return {"ce": min(losses), "soft_macs": float(self.supernet.soft_macs())}
+        return {"ce": min(losses), "soft_macs": float(self.supernet.soft_macs().detach())}
 
     def adopt(self, trial: Trial, step: int) -> None:
         """Make the surviving trial the search's subnet: its picks, weights and optimizer moments."""
