@@ -183,7 +183,9 @@ class TrialRounds:
                 trial.record["trial_losses"] = trial.losses
             if len(self.trials) == 1:
                 self.adopt(self.trials[0], step)
-        return {"ce": min(losses), "soft_macs": float(self.supernet.soft_macs().detach())}
+        with torch.no_grad():  # a log value: no graph
+            soft_macs = float(self.supernet.soft_macs())
+        return {"ce": min(losses), "soft_macs": soft_macs}
 
     def adopt(self, trial: Trial, step: int) -> None:
         """Make the surviving trial the search's subnet: its picks, weights and optimizer moments."""

@@ -56,10 +56,14 @@ class InterleavedResult:
         """``median(baseline) / median(candidate)`` over all samples (> 1: candidate is faster)."""
         return self.reports[baseline].median_ms / self.reports[candidate].median_ms
 
+    def round_ratios(self, baseline: str = "dense", candidate: str = "subnet") -> list[float]:
+        """Each round's ``median(baseline) / median(candidate)``."""
+        ratios = np.asarray(self.round_medians_ms[baseline]) / np.asarray(self.round_medians_ms[candidate])
+        return [float(r) for r in ratios]
+
     def round_speedup(self, baseline: str = "dense", candidate: str = "subnet") -> float:
         """Median over rounds of the per-round median ratio (robust to slow drift in machine load)."""
-        ratios = np.asarray(self.round_medians_ms[baseline]) / np.asarray(self.round_medians_ms[candidate])
-        return float(np.median(ratios))
+        return float(np.median(self.round_ratios(baseline, candidate)))
 
 
 def measure_interleaved(

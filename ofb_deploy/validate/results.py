@@ -77,6 +77,9 @@ class PairLatency(ResultModel):
         "subnet is faster); the verdict's number, since drift in machine load hits both sides of a round"
     )
     pooled_speedup: float = Field(description="dense median / subnet median over all rounds' samples pooled")
+    round_ratios: list[float] = Field(
+        default_factory=list, description="each interleaved round's dense median / subnet median (their spread)"
+    )
     speedup_per_flops: float | None = Field(
         None, description="speedup / (dense MACs / subnet MACs); 1.0: the whole FLOPs cut became wall time"
     )

@@ -124,6 +124,7 @@ def _time_pair(
                 subnet=LatencyStats.of(result.reports["subnet"]),
                 speedup=result.round_speedup(),
                 pooled_speedup=result.speedup(),
+                round_ratios=result.round_ratios(),
                 speedup_per_flops=result.round_speedup() / flops_ratio,
             )
             log.info("%s:%s batch %d: speedup %.2fx", backend, precision, batch, result.round_speedup())
