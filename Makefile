@@ -47,7 +47,7 @@ run: install
 
 # test: the whole suite, slow end-to-end tests included, one worker per core (pytest-xdist)
 test: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --durations=25
 
 # test-fast: the unit tests (no training, no end-to-end runs)
 test-fast: install
