@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ofb_deploy.errors import DataError
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # NOTE: `make test` runs one xdist worker per core; a worker that also took every core for torch and ONNX
+    # Runtime would oversubscribe them, and OpenMP's spinning threads then slow a search step 10-100x. One thread
+    # per worker (``utils.threads.cpu_threads`` reads OMP_NUM_THREADS; subprocesses such as torchrun inherit it).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
