@@ -103,7 +103,7 @@ class SearchConfig(ConfigModel):
         trials: with ``finalize_at: 0``, how many of the measured candidates train side by side, halved by held-out
             loss each round until one is left (``trials.py``; 1: take the best measured one at once).
         trial_steps: steps of the first halving round (doubled each round; all rounds take at most 40% of the
-            search's batches).
+            first epoch's batches, so they end before its resume checkpoint).
         straight_through: give alpha the loss's gradient through V at full size (OFB scales it by 1 - lambda).
         mask_writes: multiply every write into the residual stream by the embed's survival V while it is open
             (OFB masks only the stream's start).

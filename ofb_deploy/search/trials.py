@@ -125,6 +125,7 @@ class TrialRounds:
     round_ends: list[int]
     primary: Any  # (Cost, target): a property of SearchState
     alpha_lr: Callable[[int], float]  # SearchState's alpha schedule
+    _average_grads: Callable[[list[torch.optim.Optimizer]], None]  # SearchState's all-reduce of gradients
 
     def begin_trials(self) -> bool:
         """Before the first step (``finalize_at: 0``): measure the candidates and start training the ``trials`` best
@@ -141,9 +142,10 @@ class TrialRounds:
         picked = pick_trials(net, self.selection, cfg.trials)
         if len(picked) < 2:
             return False
-        total = cfg.epochs * self.steps_per_epoch
+        # the rounds take at most 40% of the first epoch's batches: they end before its resume checkpoint, which
+        # therefore holds the adopted subnet (a resumed search replays the uninterrupted one)
         plan = rounds(len(picked), cfg.trial_steps)
-        scale = min(1.0, 0.4 * total / sum(plan))  # the rounds take at most 40% of the search's batches
+        scale = min(1.0, 0.4 * self.steps_per_epoch / sum(plan))
         ends, step = [], 0
         for n in plan:
             step += max(1, int(n * scale))
@@ -173,6 +175,7 @@ class TrialRounds:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             trial.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._average_grads([trial.optimizer])  # under torchrun every rank keeps identical trials
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(trial.net.model.parameters(), cfg.grad_clip)
             trial.optimizer.step()
