@@ -194,7 +194,7 @@ def plot(study: dict, dense: dict, path: Path) -> None:
 
 
 def collect(out: Path, run: RunDir) -> None:
-    from ofb_deploy.compare.methods import dense_top1
+    from ofb_deploy.compare.recipe import dense_top1
     from ofb_deploy.models import count_macs, load_model_dir
 
     study = read_json(out)
